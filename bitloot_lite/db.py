@@ -1,0 +1,101 @@
+"""From a URL to a connected peewee Database, with the pragmas and timeouts we rely on."""
+
+import logging
+import os
+from urllib.parse import urlsplit, urlunsplit
+
+import peewee as pw
+from playhouse import db_url
+
+from .errors import DatabaseUnavailable, InvalidDatabaseURL
+
+logger = logging.getLogger("bitloot_lite")
+logger.addHandler(logging.NullHandler())
+
+#: With no DATABASE_URL, an embedded SQLite file in the working directory.
+DEFAULT_URL = "sqlite:///bitloot.db"
+
+#: Every SQLite connection: foreign keys enforced (SQLite's default is off),
+#: WAL so readers never block the writer, and a busy timeout (ms) so a second
+#: writer waits instead of failing at once.
+SQLITE_PRAGMAS = {"foreign_keys": 1, "journal_mode": "wal", "busy_timeout": 5000}
+
+#: Our timestamp columns are "timestamp without time zone" holding UTC; the
+#: server's now() default only yields UTC if the session's time zone is UTC.
+POSTGRES_OPTIONS = "-c timezone=UTC"
+
+#: The models' Meta.database; ``connect`` binds it to the opened database.
+database_proxy = pw.DatabaseProxy()
+
+
+def resolve_url(url=None):
+    """The URL to use: ``url``, else $DATABASE_URL, else the default SQLite file."""
+    return url or os.environ.get("DATABASE_URL") or DEFAULT_URL
+
+
+def mask_url(url):
+    """``url`` with its password replaced by ``***``, safe to print or log."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unparseable URL>"
+    if not password:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    userinfo = netloc[0].split(":", 1)[0] + ":***"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[2]}"))
+
+
+def is_postgres(database):
+    return isinstance(_unwrap(database), pw.PostgresqlDatabase)
+
+
+def is_sqlite(database):
+    return isinstance(_unwrap(database), pw.SqliteDatabase)
+
+
+def _unwrap(database):
+    return database.obj if isinstance(database, pw.DatabaseProxy) else database
+
+
+def open_database(url=None):
+    """Open (and test) the database at ``url`` without binding the models to it."""
+    url = resolve_url(url)
+    masked = mask_url(url)
+    scheme = urlsplit(url).scheme if "://" in url else ""
+    try:
+        database = db_url.connect(url, unquote_password=True, unquote_user=True)
+    except (RuntimeError, ValueError) as exc:
+        reason = str(exc).replace(url, masked)
+        if not scheme:
+            reason = "expected scheme://..., e.g. sqlite:///bitloot.db or postgresql://user@host/db"
+        raise InvalidDatabaseURL(masked, reason) from None
+    if isinstance(database, pw.SqliteDatabase):
+        database._pragmas = list(SQLITE_PRAGMAS.items())
+    elif isinstance(database, pw.PostgresqlDatabase):
+        # An options= in the URL's query wins over ours.
+        database.connect_params.setdefault("options", POSTGRES_OPTIONS)
+    try:
+        database.connect(reuse_if_open=True)
+    except pw.DatabaseError as exc:
+        reason = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
+        raise DatabaseUnavailable(masked, reason) from None
+    logger.debug("connected to %s", masked)
+    return database
+
+
+def connect(url=None):
+    """Open the database at ``url`` and bind every model to it; returns the Database."""
+    database = open_database(url)
+    database_proxy.initialize(database)
+    return database
+
+
+def _scrub(text, url):
+    """Remove the URL's password from a driver message, should the driver echo it."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return text.replace(password, "***") if password else text

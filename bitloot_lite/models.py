@@ -1,0 +1,156 @@
+"""The peewee models, mapped onto the exact (camelCase) columns of SCHEMA.md.
+
+The tables themselves are made by the migrations, never by ``create_table``.
+"""
+
+import enum
+import uuid
+
+import peewee as pw
+
+from .db import database_proxy
+from .fields import EnumField, JSONField, MoneyField, UTCDateTimeField, UUIDField, utcnow
+
+
+class OrderStatus(str, enum.Enum):
+    """orders.status (PostgreSQL enum ``orders_status_enum``)."""
+
+    CREATED = "created"
+    WAITING = "waiting"
+    CONFIRMING = "confirming"
+    PAID = "paid"
+    UNDERPAID = "underpaid"
+    FAILED = "failed"
+    FULFILLED = "fulfilled"
+
+
+class PaymentStatus(str, enum.Enum):
+    """payments.status (PostgreSQL enum ``payments_status_enum``)."""
+
+    CREATED = "created"
+    WAITING = "waiting"
+    CONFIRMED = "confirmed"
+    FINISHED = "finished"
+    UNDERPAID = "underpaid"
+    FAILED = "failed"
+
+
+class BaseModel(pw.Model):
+    """UUID primary key and created/updated timestamps, kept current on every write."""
+
+    id = UUIDField(primary_key=True, default=uuid.uuid4)
+    created_at = UTCDateTimeField(column_name="createdAt", default=utcnow)
+    updated_at = UTCDateTimeField(column_name="updatedAt", default=utcnow)
+
+    class Meta:
+        database = database_proxy
+        legacy_table_names = False
+
+    def save(self, *args, **kwargs):
+        self.updated_at = utcnow()
+        return super().save(*args, **kwargs)
+
+    @classmethod
+    def update(cls, __data=None, **update):
+        """An UPDATE query that also sets updatedAt, unless the caller sets it."""
+        data = dict(__data or {}, **update)
+        if not any(k in (cls.updated_at, "updated_at") for k in data):
+            data[cls.updated_at] = utcnow()
+        return super().update(data)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.id}>"
+
+
+class Order(BaseModel):
+    email = pw.CharField(max_length=320)
+    status = EnumField(OrderStatus, default=OrderStatus.CREATED)
+    total = MoneyField(default=0)
+    kinguin_reservation_id = pw.CharField(
+        max_length=255, null=True, index=True, column_name="kinguinReservationId"
+    )
+
+    class Meta:
+        table_name = "orders"
+
+    @property
+    def keys(self):
+        """The keys of all this order's items, in one query (a Key select)."""
+        return (
+            Key.select()
+            .join(OrderItem)
+            .where(OrderItem.order == self.id)
+            .order_by(Key.created_at, Key.id)
+        )
+
+
+class OrderItem(BaseModel):
+    order = pw.ForeignKeyField(
+        Order, backref="items", null=True, on_delete="CASCADE",
+        column_name="orderId", index=True,
+    )
+    product_id = pw.CharField(max_length=100, column_name="productId")
+    quantity = pw.IntegerField(default=1)
+    signed_url = pw.TextField(null=True, column_name="signedUrl")
+
+    class Meta:
+        table_name = "order_items"
+
+
+class Key(BaseModel):
+    """A license key's record: where its encrypted copy is stored, never the key."""
+
+    order_item = pw.ForeignKeyField(
+        OrderItem, backref="keys", on_delete="CASCADE", on_update="CASCADE",
+        column_name="orderItemId", index=True,
+    )
+    storage_ref = pw.TextField(null=True, column_name="storageRef")
+    viewed_at = UTCDateTimeField(null=True, column_name="viewedAt")
+
+    class Meta:
+        table_name = "keys"
+
+
+class Payment(BaseModel):
+    order = pw.ForeignKeyField(
+        Order, backref="payments", on_delete="CASCADE", on_update="CASCADE",
+        column_name="orderId", index=True,
+    )
+    external_id = pw.CharField(unique=True, column_name="externalId")
+    provider = pw.CharField(max_length=50, default="nowpayments")
+    status = EnumField(PaymentStatus, default=PaymentStatus.CREATED, index=True)
+    raw_payload = JSONField(null=True, column_name="rawPayload")
+    price_amount = MoneyField(null=True, column_name="priceAmount")
+    price_currency = pw.CharField(max_length=10, null=True, column_name="priceCurrency")
+    pay_amount = MoneyField(null=True, column_name="payAmount")
+    pay_currency = pw.CharField(max_length=10, null=True, column_name="payCurrency")
+    confirmations = pw.IntegerField(default=0)
+
+    class Meta:
+        table_name = "payments"
+
+
+class WebhookLog(BaseModel):
+    """A received webhook; it keeps orderId as a plain column so logs outlive orders."""
+
+    external_id = pw.CharField(max_length=255, column_name="externalId", index=True)
+    webhook_type = pw.CharField(max_length=50, column_name="webhookType")
+    payload = JSONField()
+    signature = pw.TextField(null=True)
+    signature_valid = pw.BooleanField(default=False, column_name="signatureValid")
+    processed = pw.BooleanField(default=False)
+    order_id = UUIDField(null=True, column_name="orderId")
+    payment_id = pw.CharField(max_length=255, null=True, column_name="paymentId")
+    result = JSONField(null=True)
+    payment_status = pw.CharField(max_length=50, null=True, column_name="paymentStatus")
+    error = pw.TextField(null=True)
+    source_ip = pw.CharField(max_length=45, null=True, column_name="sourceIp")
+    attempt_count = pw.IntegerField(default=1, column_name="attemptCount")
+
+    class Meta:
+        table_name = "webhook_logs"
+        indexes = ((("external_id", "webhook_type", "processed"), True),)
+
+
+#: Every model, parents before children.
+MODELS = (Order, OrderItem, Key, Payment, WebhookLog)

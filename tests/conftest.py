@@ -1,0 +1,120 @@
+"""The backend switch: every database test runs on SQLite and on PostgreSQL.
+
+PostgreSQL comes from $BITLOOT_TEST_PG_URL (default: the local server as the
+postgres user). Each test gets a throwaway database, created and dropped here.
+Where no server answers, PostgreSQL tests are skipped with the reason, except
+under CI=true, where that is a failure.
+"""
+
+import contextlib
+import os
+import uuid
+from urllib.parse import urlsplit, urlunsplit
+
+import peewee as pw
+import pytest
+
+import bitloot_lite
+from bitloot_lite.db import open_database
+
+PG_URL = os.environ.get("BITLOOT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# The tests never use the caller's database.
+os.environ.pop("DATABASE_URL", None)
+os.environ.pop("BITLOOT_MIGRATIONS_DIR", None)
+
+
+def _pg_url_for(name):
+    return urlunsplit(urlsplit(PG_URL)._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def pg_admin():
+    """A connection to the PostgreSQL server's maintenance database (or a skip)."""
+    try:
+        admin = open_database(PG_URL)
+    except bitloot_lite.BitlootError as exc:
+        if IN_CI:
+            pytest.fail(f"PostgreSQL is required under CI=true: {exc}")
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    yield admin
+    admin.close()
+
+
+@pytest.fixture
+def pg_url(pg_admin):
+    """The URL of a new, empty PostgreSQL database, dropped after the test."""
+    name = f"bitloot_test_{uuid.uuid4().hex[:12]}"
+    pg_admin.execute_sql(f'CREATE DATABASE "{name}"')
+    yield _pg_url_for(name)
+    bitloot_lite.db.database_proxy.initialize(None)
+    pg_admin.execute_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'bitloot.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def db_url(backend, request):
+    """A fresh, empty database URL on each backend."""
+    return request.getfixturevalue("pg_url" if backend == "postgres" else "sqlite_url")
+
+
+@pytest.fixture
+def database(db_url):
+    """A connected, empty database with the models bound to it."""
+    db = bitloot_lite.connect(db_url)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def migrated(database):
+    """A database migrated to the newest migration."""
+    bitloot_lite.migrate(database)
+    return database
+
+
+class QueryCounter:
+    """Counts the statements a database runs (peewee's assertQueryCount, as a helper)."""
+
+    def __init__(self):
+        self.statements = []
+
+    @property
+    def count(self):
+        return len(self.statements)
+
+
+@contextlib.contextmanager
+def count_queries(database):
+    counter = QueryCounter()
+    original = database.execute_sql
+
+    def execute_sql(sql, params=None, *args, **kwargs):
+        counter.statements.append(sql)
+        return original(sql, params, *args, **kwargs)
+
+    database.execute_sql = execute_sql
+    try:
+        yield counter
+    finally:
+        del database.execute_sql
+
+
+@pytest.fixture
+def queries():
+    """``with queries(db) as q: ...; assert q.count == 1``"""
+    return count_queries
+
+
+def is_postgres(database):
+    return isinstance(database, pw.PostgresqlDatabase)
