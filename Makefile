@@ -1,0 +1,42 @@
+# bitloot-lite: `make migrate` then `make test` on a fresh clone; `make help` lists the rest.
+# DATABASE_URL is passed through to every target (default: sqlite:///bitloot.db).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CLI    := $(BIN)/bitloot-lite
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install migrate rollback status test lint bench clean
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+install: $(STAMP) ## Create .venv and install the package with its test extra (only when needed)
+
+# Reinstalled only when the package's declaration changes.
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+migrate: $(STAMP) ## Apply pending migrations (make migrate TO=003_create_webhook_logs)
+	$(CLI) migrate $(if $(TO),--to $(TO))
+
+rollback: $(STAMP) ## Undo the newest migration (STEPS=N or TO=NAME for more)
+	$(CLI) rollback $(if $(STEPS),--steps $(STEPS)) $(if $(TO),--to $(TO))
+
+status: $(STAMP) ## List applied and pending migrations
+	$(CLI) status
+
+test: $(STAMP) ## Run the tests on SQLite and PostgreSQL (PYTEST_ARGS=... to pass more)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP) ## Check the code with ruff
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check ruff
+	$(BIN)/ruff check bitloot_lite migrations tests
+
+clean: ## Remove .venv, caches and the default SQLite file
+	rm -rf $(VENV) .pytest_cache build *.egg-info bitloot.db bitloot.db-wal bitloot.db-shm
