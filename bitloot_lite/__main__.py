@@ -1,3 +1,6 @@
+"""``python -m bitloot_lite``: the bitloot-lite command."""
+
 from .cli import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -63,10 +63,10 @@ def open_database(url=None):
     """Open (and test) the database at ``url`` without binding the models to it."""
     url = resolve_url(url)
     masked = mask_url(url)
-    scheme = urlsplit(url).scheme if "://" in url else ""
     try:
+        scheme = urlsplit(url).scheme if "://" in url else ""
         database = db_url.connect(url, unquote_password=True, unquote_user=True)
-    except (RuntimeError, ValueError) as exc:
+    except (RuntimeError, ValueError) as exc:  # unknown scheme, no db name, bad port or host
         reason = str(exc).replace(url, masked)
         if not scheme:
             reason = "expected scheme://..., e.g. sqlite:///bitloot.db or postgresql://user@host/db"
@@ -78,6 +78,8 @@ def open_database(url=None):
         database.connect_params.setdefault("options", POSTGRES_OPTIONS)
     try:
         database.connect(reuse_if_open=True)
+    except pw.ImproperlyConfigured as exc:  # e.g. "MySQL driver not installed!"
+        raise InvalidDatabaseURL(masked, str(exc)) from None
     except pw.DatabaseError as exc:
         reason = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
         raise DatabaseUnavailable(masked, reason) from None
