@@ -64,11 +64,10 @@ def open_database(url=None):
     url = resolve_url(url)
     masked = mask_url(url)
     try:
-        scheme = urlsplit(url).scheme if "://" in url else ""
         database = db_url.connect(url, unquote_password=True, unquote_user=True)
     except (RuntimeError, ValueError) as exc:  # unknown scheme, no db name, bad port or host
         reason = str(exc).replace(url, masked)
-        if not scheme:
+        if "://" not in url:
             reason = "expected scheme://..., e.g. sqlite:///bitloot.db or postgresql://user@host/db"
         raise InvalidDatabaseURL(masked, reason) from None
     if isinstance(database, pw.SqliteDatabase):
@@ -81,7 +80,8 @@ def open_database(url=None):
     except pw.ImproperlyConfigured as exc:  # e.g. "MySQL driver not installed!"
         raise InvalidDatabaseURL(masked, str(exc)) from None
     except pw.DatabaseError as exc:
-        reason = _scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, url)
+        lines = str(exc).strip().splitlines()
+        reason = _scrub(lines[0] if lines else type(exc).__name__, url)
         raise DatabaseUnavailable(masked, reason) from None
     logger.debug("connected to %s", masked)
     return database
