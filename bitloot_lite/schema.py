@@ -166,7 +166,8 @@ def _snapshot_postgres(database):
 
 
 def _pragma(database, pragma, name):
-    return database.execute_sql(f'PRAGMA {pragma}("{name.replace(chr(34), chr(34) * 2)}")')
+    quoted = name.replace('"', '""')
+    return database.execute_sql(f'PRAGMA {pragma}("{quoted}")').fetchall()
 
 
 def _snapshot_sqlite(database):
@@ -186,10 +187,10 @@ def _snapshot_sqlite(database):
             entry["primary_key"] = {"name": parsed["pk"], "columns": pk}
         entry["checks"] = parsed["checks"]
         fks = {}
-        for _id, _seq, ref, src, dst, on_update, on_delete, _match in _pragma(
-            database, "foreign_key_list", table
+        for fk_id, _seq, ref, src, dst, on_update, on_delete, _match in sorted(
+            _pragma(database, "foreign_key_list", table), key=lambda row: row[:2]
         ):
-            fk = fks.setdefault(_id, {"name": None, "columns": [], "ref_table": ref,
+            fk = fks.setdefault(fk_id, {"name": None, "columns": [], "ref_table": ref,
                                       "ref_columns": [], "on_delete": on_delete,
                                       "on_update": on_update})
             fk["columns"].append(src)

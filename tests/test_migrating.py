@@ -17,7 +17,6 @@ import peewee as pw
 import peewee_migrate
 import pytest
 
-import bitloot_lite
 from bitloot_lite import (
     MigrationFailed,
     MigrationsNotFound,
@@ -164,14 +163,8 @@ def full_state(database, url):
     return {
         "schema": schema_snapshot(database, url),
         "rows": read_rows(database),
-        "history": history(database) if HISTORY_TABLE in all_tables(database) else None,
+        "history": history(database) if HISTORY_TABLE in database.get_tables() else None,
     }
-
-
-def all_tables(database):
-    return data_tables(database) | (
-        {HISTORY_TABLE} if HISTORY_TABLE in set(database.get_tables()) else set()
-    )
 
 
 # --- writing rows -----------------------------------------------------------------------
@@ -216,11 +209,11 @@ class Seeder:
     def _orders_and_items(self, n, stamp):
         db = self.database
         reservation = "kinguinReservationId" in columns(db, "orders")
-        for i, status in enumerate(ORDER_STATUSES[n % 3 :: 2]):
+        for i, order_status in enumerate(ORDER_STATUSES[n % 3 :: 2]):
             order_id = new_id()
             extra = {"kinguinReservationId": f"res-{n}-{i}"} if reservation and i % 2 else {}
             insert(
-                db, "orders", id=order_id, email=f"buyer{n}.{i}@example.com", status=status,
+                db, "orders", id=order_id, email=f"buyer{n}.{i}@example.com", status=order_status,
                 total=f"{n}{i}.12345678", createdAt=stamp, updatedAt=stamp, **extra,
             )
             for quantity in (1, 3):
@@ -262,7 +255,8 @@ class Seeder:
 
     def _keys(self, n, stamp):
         db = self.database
-        item_ids = [row[0] for row in fetch(db, 'SELECT "id" FROM "order_items" ORDER BY "productId"')]
+        query = 'SELECT "id" FROM "order_items" ORDER BY "productId"'
+        item_ids = [row[0] for row in fetch(db, query)]
         for i, item_id in enumerate(item_ids[:3]):
             insert(
                 db, "keys", id=new_id(), orderItemId=item_id,
@@ -283,7 +277,8 @@ def assert_rows_kept(before, after):
             continue
         old_rows = before[table]
         assert set(rows) == set(old_rows), f"{table}: rows lost or added"
-        common = [c for c in next(iter(old_rows.values()), {}) if c in next(iter(rows.values()), {})]
+        old_columns, new_columns = (next(iter(r.values()), {}) for r in (old_rows, rows))
+        common = [c for c in old_columns if c in new_columns]
         old = {key: tuple(row[c] for c in common) for key, row in old_rows.items()}
         new = {key: tuple(row[c] for c in common) for key, row in rows.items()}
         assert new == old, f"{table}: values changed"
@@ -346,8 +341,8 @@ def test_rows_survive_every_migration_up_and_down(database):
 def test_status_column_keeps_every_value_across_004(database):
     """Each enum value survives the 004 conversion and its rollback, in its own row."""
     migrate(database, to="003_create_webhook_logs")
-    for status_ in ORDER_STATUSES:
-        insert(database, "orders", email=f"{status_}@example.com", status=status_)
+    for order_status in ORDER_STATUSES:
+        insert(database, "orders", email=f"{order_status}@example.com", status=order_status)
     query = 'SELECT "email", "status" FROM "orders" ORDER BY "email"'
     before = fetch(database, query)
     migrate(database, to="004_orders_status_enum")
@@ -416,7 +411,8 @@ INDEXES_AT_HEAD = {
 
 def named_indexes(database):
     if is_postgres(database):
-        rows = fetch(database, "SELECT tablename, indexname FROM pg_indexes WHERE schemaname = 'public'")
+        sql = "SELECT tablename, indexname FROM pg_indexes WHERE schemaname = 'public'"
+        rows = fetch(database, sql)
     else:
         rows = fetch(database, "SELECT tbl_name, name FROM sqlite_master WHERE type = 'index'")
     found = {}
@@ -454,8 +450,8 @@ def test_every_step_leaves_the_documented_indexes_and_keys(database):
             ("payments", "FK_af929a5f2a400fdb6913b4967e1", "c"),
         ]
     else:
-        actions = {
-            table: sorted((row[2], row[6]) for row in fetch(database, f'PRAGMA foreign_key_list("{table}")'))
+        actions = {  # (parent table, on_delete) of each foreign key
+            table: [row[2:7:4] for row in fetch(database, f'PRAGMA foreign_key_list("{table}")')]
             for table in ("order_items", "payments", "keys")
         }
         assert actions == {
@@ -564,9 +560,8 @@ def test_a_failing_migration_is_undone_completely(database, db_url):
     assert "004_orders_status_enum" in str(info.value)
 
     assert full_state(database, db_url) == before
-    assert fetch(database, """SELECT "status" FROM "orders" WHERE "email" = 'legacy@example.com'""") == [
-        ("pending",)
-    ]
+    legacy = """SELECT "status" FROM "orders" WHERE "email" = 'legacy@example.com'"""
+    assert fetch(database, legacy) == [("pending",)]
     assert applied_names(database) == MIGRATIONS[:3]
     if is_postgres(database):
         assert enum_types(database) == [("payments_status_enum",)]
@@ -696,3 +691,33 @@ def test_a_missing_migrations_folder_is_an_error_and_is_not_created(database, tm
 def test_an_empty_migrations_folder_is_an_error(database, tmp_path):
     with pytest.raises(MigrationsNotFound):
         migrate(database, migrations_dir=tmp_path)
+
+
+@sqlite_only
+@pytest.mark.xfail(
+    strict=True, raises=FileNotFoundError,
+    reason="bug: a missing file of an applied migration escapes as a raw FileNotFoundError "
+    "(not a BitlootError, so the CLI prints a traceback)",
+)
+def test_rollback_with_an_applied_migration_file_missing_is_a_bitloot_error(database, tmp_path):
+    for path in MIGRATIONS_DIR.glob("0*.py"):
+        shutil.copy(path, tmp_path)
+    migrate(database, migrations_dir=tmp_path)
+    (tmp_path / "003_create_webhook_logs.py").unlink()
+    with pytest.raises(UnknownMigration):
+        rollback(database, migrations_dir=tmp_path)
+    assert applied_names(database) == MIGRATIONS
+
+
+@sqlite_only
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: status() lists an applied migration whose file is gone last, "
+    "not at its place in history as its comment says",
+)
+def test_status_keeps_a_migration_whose_file_is_gone_in_its_place(database, tmp_path):
+    for path in MIGRATIONS_DIR.glob("0*.py"):
+        shutil.copy(path, tmp_path)
+    migrate(database, migrations_dir=tmp_path)
+    (tmp_path / "003_create_webhook_logs.py").unlink()
+    assert [state.name for state in status(database, migrations_dir=tmp_path)] == MIGRATIONS

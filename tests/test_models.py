@@ -227,7 +227,8 @@ def test_database_default_ids_on_every_table(migrated):
     migrated.execute_sql("INSERT INTO \"orders\" (\"email\") VALUES ('x@example.com')")
     (order_id,) = migrated.execute_sql('SELECT "id" FROM "orders"').fetchone()
     migrated.execute_sql(
-        f'INSERT INTO "order_items" ("orderId", "productId") VALUES ({p}, {p})', (str(order_id), "p")
+        f'INSERT INTO "order_items" ("orderId", "productId") VALUES ({p}, {p})',
+        (str(order_id), "p"),
     )
     (item_id,) = migrated.execute_sql('SELECT "id" FROM "order_items"').fetchone()
     migrated.execute_sql(f'INSERT INTO "keys" ("orderItemId") VALUES ({p})', (str(item_id),))
@@ -454,9 +455,8 @@ def test_invalid_status_is_refused_by_the_field(migrated):
 )
 def test_invalid_status_is_refused_by_the_database(migrated, sql):
     Order.create(email="seed@example.com")
-    with pytest.raises((pw.IntegrityError, pw.DataError)):
-        with migrated.atomic():
-            migrated.execute_sql(sql)
+    with pytest.raises((pw.IntegrityError, pw.DataError)), migrated.atomic():
+        migrated.execute_sql(sql)
     assert [o.status for o in Order.select()] == [OrderStatus.CREATED]
     assert Payment.select().count() == 0
 
@@ -502,9 +502,8 @@ def test_money_keeps_eight_decimal_places_on_both_backends(migrated):
 
 def test_money_too_large_for_numeric_20_8_is_refused_on_both_backends(migrated):
     # 13 digits before the point: numeric(20,8) keeps only 12.
-    with pytest.raises((ValueError, pw.DataError)):
-        with migrated.atomic():
-            Order.create(email="a@example.com", total=Decimal("1234567890123"))
+    with pytest.raises((ValueError, pw.DataError)), migrated.atomic():
+        Order.create(email="a@example.com", total=Decimal("1234567890123"))
     assert Order.select().count() == 0
 
 
@@ -526,7 +525,11 @@ JSON_VALUES = [
 ]
 
 
-@pytest.mark.parametrize("value", JSON_VALUES, ids=lambda v: type(v).__name__ + ":" + json.dumps(v)[:20])
+def _json_id(value):
+    return f"{type(value).__name__}:{json.dumps(value)[:20]}"
+
+
+@pytest.mark.parametrize("value", JSON_VALUES, ids=_json_id)
 def test_json_round_trips(migrated, value):
     order = Order.create(email="a@example.com")
     log = WebhookLog.create(external_id="e", webhook_type="payment", payload=value, result=value)
@@ -543,24 +546,22 @@ def test_json_round_trips(migrated, value):
 def test_invalid_json_is_refused_by_the_database(migrated, column):
     values = "'{not json'" if column == "payload" else "'{}', '[1,'"
     columns = '"payload"' if column == "payload" else '"payload", "result"'
-    with pytest.raises((pw.IntegrityError, pw.DataError)):
-        with migrated.atomic():
-            migrated.execute_sql(
-                f'INSERT INTO "webhook_logs" ("externalId", "webhookType", {columns}) '
-                f"VALUES ('e', 'payment', {values})"
-            )
+    with pytest.raises((pw.IntegrityError, pw.DataError)), migrated.atomic():
+        migrated.execute_sql(
+            f'INSERT INTO "webhook_logs" ("externalId", "webhookType", {columns}) '
+            f"VALUES ('e', 'payment', {values})"
+        )
     assert WebhookLog.select().count() == 0
 
 
 def test_invalid_json_in_raw_payload_is_refused_by_the_database(migrated):
     order = Order.create(email="a@example.com")
-    with pytest.raises((pw.IntegrityError, pw.DataError)):
-        with migrated.atomic():
-            migrated.execute_sql(
-                'INSERT INTO "payments" ("orderId", "externalId", "rawPayload") '
-                f"VALUES ({param(migrated)}, 'np', 'nope: not json')",
-                (str(order.id),),
-            )
+    with pytest.raises((pw.IntegrityError, pw.DataError)), migrated.atomic():
+        migrated.execute_sql(
+            'INSERT INTO "payments" ("orderId", "externalId", "rawPayload") '
+            f"VALUES ({param(migrated)}, 'np', 'nope: not json')",
+            (str(order.id),),
+        )
     assert Payment.select().count() == 0
 
 
@@ -573,27 +574,26 @@ def test_webhook_idempotency_constraint(migrated):
     WebhookLog.create(external_id="np-1", webhook_type="payment", payload={}, processed=True)
     WebhookLog.create(external_id="np-1", webhook_type="refund", payload={}, processed=False)
     WebhookLog.create(external_id="np-2", webhook_type="payment", payload={}, processed=False)
-    with pytest.raises(pw.IntegrityError):
-        with migrated.atomic():
-            WebhookLog.create(
-                external_id="np-1", webhook_type="payment", payload={"again": 1}, processed=False
-            )
-    with pytest.raises(pw.IntegrityError):
-        with migrated.atomic():
-            WebhookLog.create(external_id="np-1", webhook_type="payment", payload={}, processed=True)
+    with pytest.raises(pw.IntegrityError), migrated.atomic():
+        WebhookLog.create(
+            external_id="np-1", webhook_type="payment", payload={"again": 1}, processed=False
+        )
+    with pytest.raises(pw.IntegrityError), migrated.atomic():
+        WebhookLog.create(
+            external_id="np-1", webhook_type="payment", payload={}, processed=True
+        )
     assert WebhookLog.select().count() == 4
 
 
 def test_payment_external_id_is_unique(migrated):
     order = Order.create(email="a@example.com")
     Payment.create(order=order, external_id="np-1")
-    with pytest.raises(pw.IntegrityError):
-        with migrated.atomic():
-            Payment.create(order=order, external_id="np-1")
+    with pytest.raises(pw.IntegrityError), migrated.atomic():
+        Payment.create(order=order, external_id="np-1")
     assert Payment.select().count() == 1
 
 
-# --------------------------------------------------------------------------- foreign keys on new connections
+# --------------------------------------------------------------------------- FKs on new connections
 
 
 def _check_new_connection(database):
@@ -602,18 +602,15 @@ def _check_new_connection(database):
         assert database.execute_sql("PRAGMA foreign_keys").fetchone()[0] == 1
         assert database.execute_sql("PRAGMA journal_mode").fetchone()[0].lower() == "wal"
         assert database.execute_sql("PRAGMA busy_timeout").fetchone()[0] > 0
-    with pytest.raises(pw.IntegrityError):
-        with database.atomic():
-            OrderItem.create(order=uuid.uuid4(), product_id="orphan")
-    with pytest.raises(pw.IntegrityError):
-        with database.atomic():
-            database.execute_sql(
-                f'INSERT INTO "keys" ("orderItemId") VALUES ({param(database)})',
-                (str(uuid.uuid4()),),
-            )
-    with pytest.raises(pw.IntegrityError):
-        with database.atomic():
-            Payment.create(order=uuid.uuid4(), external_id=f"orphan-{uuid.uuid4()}")
+    with pytest.raises(pw.IntegrityError), database.atomic():
+        OrderItem.create(order=uuid.uuid4(), product_id="orphan")
+    with pytest.raises(pw.IntegrityError), database.atomic():
+        database.execute_sql(
+            f'INSERT INTO "keys" ("orderItemId") VALUES ({param(database)})',
+            (str(uuid.uuid4()),),
+        )
+    with pytest.raises(pw.IntegrityError), database.atomic():
+        Payment.create(order=uuid.uuid4(), external_id=f"orphan-{uuid.uuid4()}")
     assert OrderItem.select().where(OrderItem.product_id == "orphan").count() == 0
 
 
