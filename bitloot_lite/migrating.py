@@ -113,16 +113,15 @@ class Router(_Router):
         direction = "rollback" if downgrade else "migrate"
         logger.info("%s %s", direction, name)
         try:
-            with self._foreign_keys_off():
-                with self.database.atomic():
-                    if function is not None:
-                        function(migrator, self.database, fake=False)
-                    migrator()
-                    self._check_foreign_keys()
-                    if downgrade:
-                        self.model.delete().where(self.model.name == name).execute()
-                    else:
-                        self.model.create(name=name, migrated_at=_utcnow())
+            with self._foreign_keys_off(), self.database.atomic():
+                if function is not None:
+                    function(migrator, self.database, fake=False)
+                migrator()
+                self._check_foreign_keys()
+                if downgrade:
+                    self.model.delete().where(self.model.name == name).execute()
+                else:
+                    self.model.create(name=name, migrated_at=_utcnow())
         except Exception as exc:
             migrator.__ops__ = []
             # Forget the replayed state: the failed migration may have half-changed it.

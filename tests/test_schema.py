@@ -14,9 +14,10 @@ import peewee as pw
 import pytest
 
 import bitloot_lite
-from bitloot_lite import schema
+from bitloot_lite import target
 from bitloot_lite.models import MODELS
-from bitloot_lite.schema import EXPECTED_POSTGRES, compare, compare_models, expected, snapshot
+from bitloot_lite.schema import compare, compare_models, snapshot
+from bitloot_lite.target import EXPECTED_POSTGRES, expected
 
 SCHEMA_MD = Path(__file__).resolve().parent.parent / "docs" / "SCHEMA.md"
 STEPS = ["001_init_orders", "002_create_payments", "003_create_webhook_logs",
@@ -445,4 +446,4 @@ def test_sqlite_uuid_default_is_the_migrations_one(migration):
     source = Path(__file__).resolve().parent.parent / "migrations" / f"{migration}.py"
     scope = {}
     exec(compile(source.read_text(encoding="utf-8"), str(source), "exec"), scope)
-    assert f"({schema.SQLITE_UUID_DEFAULT})" == scope["SQLITE_UUID"]
+    assert f"({target.SQLITE_UUID_DEFAULT})" == scope["SQLITE_UUID"]
