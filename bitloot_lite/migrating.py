@@ -89,12 +89,17 @@ class Router(_Router):
     def todo(self):
         if not self.migrate_dir.is_dir():
             raise MigrationsNotFound(self.migrate_dir)
-        return sorted(
+        names = sorted(
             path.stem for path in self.migrate_dir.iterdir() if self.filemask.match(path.name)
         )
+        if not names:
+            raise MigrationsNotFound(self.migrate_dir)
+        return names
 
     def read(self, name):
         path = self.migrate_dir / f"{name}.py"
+        if not path.is_file():
+            raise UnknownMigration(name, self.todo)
         scope = {"__file__": str(path), "__name__": f"migration_{name}"}
         # Compiled with its real file name, so tracebacks point into the file.
         exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), scope)
@@ -169,16 +174,17 @@ def _utcnow():
 def status(database, migrations_dir=None):
     """Every migration in the folder, in order, with when it was applied."""
     router = Router(database, migrations_dir)
+    todo = router.todo  # first: a missing folder raises before the history table is made
     history = router.history()
-    names = list(router.todo)
-    # Applied migrations whose files are gone are listed too, at their place in history.
-    names += [name for name in history if name not in names]
+    # Applied migrations whose files are gone are listed too, in name order.
+    names = sorted(set(todo) | set(history))
     return [MigrationState(name, _aware(history.get(name))) for name in names]
 
 
 def pending(database, migrations_dir=None):
     """The names of the migrations not yet applied, in the order they would run."""
     router = Router(database, migrations_dir)
+    router.todo  # a missing folder raises before the history table is made
     return list(router.diff)
 
 
@@ -209,6 +215,7 @@ def rollback(database, steps=1, to=None, migrations_dir=None, on_step=None):
     Returns the names undone, newest first.
     """
     router = Router(database, migrations_dir)
+    todo = router.todo
     done = list(router.done)
     if to is not None:
         if to not in done:
@@ -220,8 +227,8 @@ def rollback(database, steps=1, to=None, migrations_dir=None, on_step=None):
         plan = done[-steps:][::-1]
     undone = []
     for name in plan:
-        if name not in router.todo:
-            raise UnknownMigration(name, router.todo)
+        if name not in todo:
+            raise UnknownMigration(name, todo)
         started = time.perf_counter()
         router.run_one(name, router.migrator, fake=False, downgrade=True)
         undone.append(name)

@@ -683,22 +683,12 @@ def test_a_missing_migrations_folder_is_an_error_and_is_not_created(database, tm
     assert not missing.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an existing but empty migrations folder silently migrates nothing "
-    "(MigrationsNotFound promises 'does not exist or holds no migration')",
-)
 def test_an_empty_migrations_folder_is_an_error(database, tmp_path):
     with pytest.raises(MigrationsNotFound):
         migrate(database, migrations_dir=tmp_path)
 
 
 @sqlite_only
-@pytest.mark.xfail(
-    strict=True, raises=FileNotFoundError,
-    reason="bug: a missing file of an applied migration escapes as a raw FileNotFoundError "
-    "(not a BitlootError, so the CLI prints a traceback)",
-)
 def test_rollback_with_an_applied_migration_file_missing_is_a_bitloot_error(database, tmp_path):
     for path in MIGRATIONS_DIR.glob("0*.py"):
         shutil.copy(path, tmp_path)
@@ -710,11 +700,6 @@ def test_rollback_with_an_applied_migration_file_missing_is_a_bitloot_error(data
 
 
 @sqlite_only
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: status() lists an applied migration whose file is gone last, "
-    "not at its place in history as its comment says",
-)
 def test_status_keeps_a_migration_whose_file_is_gone_in_its_place(database, tmp_path):
     for path in MIGRATIONS_DIR.glob("0*.py"):
         shutil.copy(path, tmp_path)
