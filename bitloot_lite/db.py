@@ -63,13 +63,19 @@ def open_database(url=None):
     """Open (and test) the database at ``url`` without binding the models to it."""
     url = resolve_url(url)
     masked = mask_url(url)
+    # Each error is raised after its except block: ``raise ... from None`` only hides
+    # __context__ from tracebacks, and the driver's exception (whose text may hold the
+    # raw URL, password included) would still hang off ours.
+    error = None
     try:
         database = db_url.connect(url, unquote_password=True, unquote_user=True)
     except (RuntimeError, ValueError) as exc:  # unknown scheme, no db name, bad port or host
-        reason = str(exc).replace(url, masked)
+        reason = _scrub(str(exc).replace(url, masked), url)
         if "://" not in url:
             reason = "expected scheme://..., e.g. sqlite:///bitloot.db or postgresql://user@host/db"
-        raise InvalidDatabaseURL(masked, reason) from None
+        error = InvalidDatabaseURL(masked, reason)
+    if error is not None:
+        raise error
     if isinstance(database, pw.SqliteDatabase):
         database._pragmas = list(SQLITE_PRAGMAS.items())
     elif isinstance(database, pw.PostgresqlDatabase):
@@ -78,11 +84,12 @@ def open_database(url=None):
     try:
         database.connect(reuse_if_open=True)
     except pw.ImproperlyConfigured as exc:  # e.g. "MySQL driver not installed!"
-        raise InvalidDatabaseURL(masked, str(exc)) from None
+        error = InvalidDatabaseURL(masked, _scrub(str(exc), url))
     except pw.DatabaseError as exc:
         lines = str(exc).strip().splitlines()
-        reason = _scrub(lines[0] if lines else type(exc).__name__, url)
-        raise DatabaseUnavailable(masked, reason) from None
+        error = DatabaseUnavailable(masked, _scrub(lines[0] if lines else type(exc).__name__, url))
+    if error is not None:
+        raise error
     logger.debug("connected to %s", masked)
     return database
 

@@ -50,11 +50,16 @@ class UTCDateTimeField(pw.DateTimeField):
 
 
 class MoneyField(pw.DecimalField):
-    """numeric(20,8): a Decimal, stored exactly.
+    """numeric(20,8): a Decimal rounded to 8 places (half away from zero, as PostgreSQL).
 
-    On SQLite the column is TEXT: a NUMERIC column there would round the value
-    to a 15-digit float, and numeric(20,8) holds 20 digits.
+    A value with more than 12 digits before the point is refused, as PostgreSQL
+    refuses it. On SQLite the column is NUMERIC, which holds a decimal as a
+    64-bit float: compared, sorted and summed as a number, and exact to 15
+    significant digits; a value that would not come back unchanged is refused
+    there rather than silently rounded.
     """
+
+    SQLITE_DIGITS = 15
 
     def __init__(self, **kwargs):
         kwargs.setdefault("max_digits", 20)
@@ -64,8 +69,30 @@ class MoneyField(pw.DecimalField):
     def db_value(self, value):
         if value is None or isinstance(value, pw.Node):
             return value
-        value = decimal.Decimal(str(value)) if not isinstance(value, decimal.Decimal) else value
+        value = self._quantize(value)
+        if not _on_postgres(self) and len(value.normalize().as_tuple().digits) > self.SQLITE_DIGITS:
+            raise ValueError(f"{value} has more than {self.SQLITE_DIGITS} significant digits, "
+                             "which SQLite cannot store exactly")
         return str(value)
+
+    def python_value(self, value):
+        return None if value is None else self._quantize(value)
+
+    def _quantize(self, value):
+        if not isinstance(value, decimal.Decimal):
+            value = decimal.Decimal(str(value))
+        integer_digits = self.max_digits - self.decimal_places
+        if value.is_finite() and value.adjusted() < integer_digits:
+            value = value.quantize(
+                decimal.Decimal(1).scaleb(-self.decimal_places),
+                rounding=decimal.ROUND_HALF_UP,
+                context=decimal.Context(prec=self.max_digits + 1),
+            )
+        if not value.is_finite() or value.adjusted() >= integer_digits:
+            raise ValueError(
+                f"{value} does not fit numeric({self.max_digits},{self.decimal_places})"
+            )
+        return value
 
 
 class EnumField(pw.CharField):
@@ -97,11 +124,13 @@ class JSONField(pw.Field):
 
     def python_value(self, value):
         # psycopg2 decodes jsonb itself; SQLite hands back the text.
-        if isinstance(value, str) and not self._decoded_by_driver():
+        if isinstance(value, str) and not _on_postgres(self):
             return json.loads(value)
         return value
 
-    def _decoded_by_driver(self):
-        database = self.model._meta.database
-        database = getattr(database, "obj", database)
-        return isinstance(database, pw.PostgresqlDatabase)
+
+def _on_postgres(field):
+    """Whether ``field``'s model is bound (directly or through the proxy) to PostgreSQL."""
+    database = field.model._meta.database
+    database = getattr(database, "obj", database)
+    return isinstance(database, pw.PostgresqlDatabase)

@@ -46,15 +46,23 @@ class BaseModel(pw.Model):
         database = database_proxy
         legacy_table_names = False
 
-    def save(self, *args, **kwargs):
-        self.updated_at = utcnow()
-        return super().save(*args, **kwargs)
+    def save(self, force_insert=False, only=None):
+        """Save, moving updatedAt to now (an insert keeps the one it was given)."""
+        if not force_insert:
+            self.updated_at = utcnow()
+        if only is not None:
+            # save(only=[...]) writes just those columns: updatedAt must be one of them.
+            only = [*only, type(self).updated_at]
+        return super().save(force_insert=force_insert, only=only)
 
     @classmethod
     def update(cls, __data=None, **update):
         """An UPDATE query that also sets updatedAt, unless the caller sets it."""
         data = dict(__data or {}, **update)
-        if not any(k in (cls.updated_at, "updated_at") for k in data):
+        # Not ``k in (cls.updated_at, ...)``: a Field's == builds an SQL expression,
+        # which is always true.
+        names = ("updated_at", cls.updated_at.column_name)
+        if not any(k is cls.updated_at or (isinstance(k, str) and k in names) for k in data):
             data[cls.updated_at] = utcnow()
         return super().update(data)
 
@@ -87,7 +95,7 @@ class Order(BaseModel):
 class OrderItem(BaseModel):
     order = pw.ForeignKeyField(
         Order, backref="items", null=True, on_delete="CASCADE",
-        column_name="orderId", index=True,
+        column_name="orderId", object_id_name="order_id", index=True,
     )
     product_id = pw.CharField(max_length=100, column_name="productId")
     quantity = pw.IntegerField(default=1)
@@ -102,7 +110,7 @@ class Key(BaseModel):
 
     order_item = pw.ForeignKeyField(
         OrderItem, backref="keys", on_delete="CASCADE", on_update="CASCADE",
-        column_name="orderItemId", index=True,
+        column_name="orderItemId", object_id_name="order_item_id", index=True,
     )
     storage_ref = pw.TextField(null=True, column_name="storageRef")
     viewed_at = UTCDateTimeField(null=True, column_name="viewedAt")
@@ -114,7 +122,7 @@ class Key(BaseModel):
 class Payment(BaseModel):
     order = pw.ForeignKeyField(
         Order, backref="payments", on_delete="CASCADE", on_update="CASCADE",
-        column_name="orderId", index=True,
+        column_name="orderId", object_id_name="order_id", index=True,
     )
     external_id = pw.CharField(unique=True, column_name="externalId")
     provider = pw.CharField(max_length=50, default="nowpayments")

@@ -1,7 +1,7 @@
 """The target schema (docs/SCHEMA.md) as data, in the shape of ``schema.snapshot``.
 
 PostgreSQL's is transcribed from SCHEMA.md; SQLite's is derived from it with
-the differences the migrations make there (TEXT uuids, numerics and JSON,
+the differences the migrations make there (TEXT uuids and JSON,
 CHECKs in place of enums).
 """
 
@@ -103,7 +103,7 @@ _SQLITE_CHECKS = [
     ("webhook_logs", None, 'json_valid("payload")'),
     ("webhook_logs", None, '"result" IS NULL OR json_valid("result")'),
 ]
-_SQLITE_TYPES = {"uuid": "TEXT", "numeric(20,8)": "TEXT", _TS: "DATETIME", "jsonb": "TEXT",
+_SQLITE_TYPES = {"uuid": "TEXT", _TS: "DATETIME", "jsonb": "TEXT",
                  "orders_status_enum": "VARCHAR(20)", "payments_status_enum": "VARCHAR(20)"}
 _SQLITE_DEFAULTS = {"gen_random_uuid()": SQLITE_UUID_DEFAULT, "now()": "CURRENT_TIMESTAMP",
                     "false": "0"}
@@ -114,7 +114,6 @@ def _sqlite_column(name, type_, nullable, default):
     sqlite_type = _SQLITE_TYPES.get(type_, type_.replace("character varying", "varchar").upper())
     if default is not None:
         default = _SQLITE_DEFAULTS.get(default, default.split("::")[0])  # 'x'::type -> 'x'
-        default = f"'{default}'" if type_.startswith("numeric") else default  # a TEXT column
     return {"name": name, "type": sqlite_type, "nullable": nullable, "default": default}
 
 

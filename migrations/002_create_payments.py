@@ -62,9 +62,9 @@ SQLITE_UP = [
     "status" VARCHAR(20) NOT NULL DEFAULT 'created'
         CONSTRAINT "CHK_payments_status" CHECK ("status" IN ({_STATUS_LIST})),
     "rawPayload" TEXT CHECK ("rawPayload" IS NULL OR json_valid("rawPayload")),
-    "priceAmount" TEXT,
+    "priceAmount" NUMERIC(20,8),
     "priceCurrency" VARCHAR(10),
-    "payAmount" TEXT,
+    "payAmount" NUMERIC(20,8),
     "payCurrency" VARCHAR(10),
     "confirmations" INTEGER NOT NULL DEFAULT 0,
     "createdAt" DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP,

@@ -464,22 +464,43 @@ def test_invalid_status_is_refused_by_the_database(migrated, sql):
 # --------------------------------------------------------------------------- money
 
 
-BIG = Decimal("123456789012.12345678")
+BIG = Decimal("123456789012.12345678")  # all 20 digits numeric(20,8) holds
+SQLITE_BIG = Decimal("1234567.12345678")  # 15 significant digits: SQLite's exact limit
 
 
-def test_money_round_trips_twenty_digits_exactly(migrated):
-    order = Order.create(email="a@example.com", total=BIG)
+def test_money_round_trips_exactly(migrated, backend):
+    """Every digit PostgreSQL's numeric(20,8) keeps; on SQLite, the 15 a NUMERIC keeps."""
+    big = BIG if backend == "postgres" else SQLITE_BIG
+    order = Order.create(email="a@example.com", total=big)
     payment = Payment.create(
-        order=order, external_id="np", price_amount=BIG, pay_amount=Decimal("0.00000001")
+        order=order, external_id="np", price_amount=big, pay_amount=Decimal("0.00000001")
     )
     again = _reload(order)
     assert isinstance(again.total, Decimal)
-    assert again.total == BIG and str(again.total) == str(BIG)
+    assert again.total == big and str(again.total) == str(big)
     pay = _reload(payment)
-    assert pay.price_amount == BIG and str(pay.price_amount) == str(BIG)
+    assert pay.price_amount == big and str(pay.price_amount) == str(big)
     assert pay.pay_amount == Decimal("0.00000001")
-    negative = Order.create(email="b@example.com", total=-BIG)
-    assert _reload(negative).total == -BIG
+    negative = Order.create(email="b@example.com", total=-big)
+    assert _reload(negative).total == -big
+
+
+def test_money_beyond_15_digits_is_kept_or_refused_never_rounded(migrated, backend):
+    if backend == "postgres":
+        assert _reload(Order.create(email="a@example.com", total=BIG)).total == BIG
+        return
+    with pytest.raises(ValueError, match="significant digits"), migrated.atomic():
+        Order.create(email="a@example.com", total=BIG)
+    assert Order.select().count() == 0
+
+
+def test_money_compares_sorts_and_sums_as_numbers(migrated):
+    for total in ("2", "10", "100", "-3", "0.5"):
+        Order.create(email=f"{total}@example.com", total=Decimal(total))
+    assert sorted(o.total for o in Order.select().where(Order.total > 5)) == [10, 100]
+    assert [o.total for o in Order.select().order_by(Order.total)] == [-3, 0.5, 2, 10, 100]
+    total = Order.select(pw.fn.SUM(Order.total)).scalar()
+    assert Decimal(str(total)) == Decimal("109.5")
 
 
 def test_money_default_total_is_zero(migrated):
