@@ -184,7 +184,7 @@ def status(database, migrations_dir=None):
 def pending(database, migrations_dir=None):
     """The names of the migrations not yet applied, in the order they would run."""
     router = Router(database, migrations_dir)
-    router.todo  # a missing folder raises before the history table is made
+    _ = router.todo  # a missing folder raises before the history table is made
     return list(router.diff)
 
 

@@ -92,7 +92,7 @@ def read_rows(database):
     for table in sorted(data_tables(database)):
         cursor = database.execute_sql(f'SELECT * FROM "{table}"')
         names = [d[0] for d in cursor.description]
-        rows = [dict(zip(names, row)) for row in cursor.fetchall()]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
         result[table] = {row["id"]: row for row in rows}
     return result
 
@@ -289,9 +289,8 @@ def assert_foreign_keys_enforced(database):
     if is_sqlite(database):
         assert fetch(database, "PRAGMA foreign_keys") == [(1,)]
         assert fetch(database, "PRAGMA foreign_key_check") == []
-    with pytest.raises(pw.IntegrityError):
-        with database.atomic():
-            insert(database, "order_items", productId="orphan", orderId=new_id())
+    with pytest.raises(pw.IntegrityError), database.atomic():
+        insert(database, "order_items", productId="orphan", orderId=new_id())
     # Deleting an order deletes its items (and payments); undone afterwards.
     order_id, param = new_id(), database.param
     children = ["order_items"] + (["payments"] if "payments" in data_tables(database) else [])
@@ -629,9 +628,8 @@ def test_without_the_guard_dropping_a_parent_table_deletes_its_children(database
 
 @sqlite_only
 def test_the_runner_refuses_to_run_inside_a_transaction(database):
-    with database.atomic():
-        with pytest.raises(MigrationFailed, match="inside a transaction"):
-            migrate(database)
+    with database.atomic(), pytest.raises(MigrationFailed, match="inside a transaction"):
+        migrate(database)
     assert applied_names(database) == []
     assert data_tables(database) == set()
     assert fetch(database, "PRAGMA foreign_keys") == [(1,)]
