@@ -11,21 +11,27 @@ line logged or printed as an error is scrubbed of the password as well.
 
 import contextlib
 import functools
+import json
 import logging
 import sys
-from urllib.parse import unquote, urlsplit
+import time
 
 import click
 
 from . import migrating
-from .db import mask_url, open_database, resolve_url
+from .db import is_sqlite, mask_url, open_database, resolve_url, url_secrets
 from .errors import BitlootError
 
 logger = logging.getLogger("bitloot_lite.cli")
 
 
-def _common(command):
-    """--database, --migrations and -v, shared by every command."""
+def _common(command=None, *, error_exit=1):
+    """--database, --migrations, -v and -q, shared by every command.
+
+    A BitlootError exits with ``error_exit`` (1, or 2 where 1 means something else).
+    """
+    if command is None:
+        return functools.partial(_common, error_exit=error_exit)
 
     @click.option(
         "--database", "url", envvar="DATABASE_URL", metavar="URL",
@@ -37,10 +43,12 @@ def _common(command):
         help="Migrations folder [env: BITLOOT_MIGRATIONS_DIR; default: the packaged ones].",
     )
     @click.option("-v", "--verbose", count=True, help="Log to stderr (-vv adds the SQL).")
+    @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
     @functools.wraps(command)
-    def wrapper(url, migrations_dir, verbose, **kwargs):
+    def wrapper(url, migrations_dir, verbose, quiet, **kwargs):
+        click.get_current_context().meta["bitloot.quiet"] = quiet
         url = resolve_url(url)
-        secrets = _secrets(url)
+        secrets = url_secrets(url)
         with _logging_to_stderr(verbose, secrets):
             try:
                 database = open_database(url)
@@ -53,7 +61,9 @@ def _common(command):
                 lines = [line.strip() for line in message.splitlines() if line.strip()]
                 if len(lines) > 1:
                     logger.info("%s", message)  # the full text, with -v
-                raise click.ClickException(lines[0] if lines else type(exc).__name__) from None
+                error = click.ClickException(lines[0] if lines else type(exc).__name__)
+                error.exit_code = error_exit
+                raise error from None
 
     return wrapper
 
@@ -74,17 +84,6 @@ def _exclusive(*names):
         return wrapper
 
     return decorate
-
-
-def _secrets(url):
-    """The strings that must never be printed: the URL's password, raw and decoded."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return []
-    if not password:
-        return []
-    return sorted({password, unquote(password)}, key=len, reverse=True)
 
 
 def _redact(text, secrets):
@@ -129,9 +128,44 @@ def _logging_to_stderr(verbose, secrets):
         handler.close()
 
 
+def _say(message=""):
+    """Print a line of normal output, unless -q."""
+    if not click.get_current_context().meta.get("bitloot.quiet"):
+        click.echo(message)
+
+
+_VERBS = {"migrate": "applied", "rollback": "rolled back",
+          "adopt": "adopted", "baseline": "baselined"}
+
+
 def _print_step(step):
-    verb = "applied" if step.direction == "migrate" else "rolled back"
-    click.echo(f"{verb} {step.name} ({step.seconds:.3f}s)")
+    if step.direction in ("adopt", "baseline"):
+        _say(f"{_VERBS[step.direction]} {step.name} (recorded as applied, not run)")
+    else:
+        _say(f"{_VERBS[step.direction]} {step.name} ({step.seconds:.3f}s)")
+
+
+def _print_wait(holder):
+    # On stderr, even with -q: a deploy that seems to hang should say why.
+    click.echo(f"waiting for the migration lock{f' held by {holder}' if holder else ''} ...",
+               err=True)
+
+
+def _deploy_options(command):
+    """The options of the commands that change the database."""
+    command = click.option(
+        "--allow-edited", is_flag=True,
+        help="Go on although applied migrations were edited since (knowingly).",
+    )(command)
+    command = click.option(
+        "--ddl-lock-timeout", type=click.FloatRange(min=0), default=migrating.DDL_LOCK_TIMEOUT,
+        show_default=True, metavar="SECONDS",
+        help="PostgreSQL lock_timeout for the migrations' statements (0: none).",
+    )(command)
+    return click.option(
+        "--lock-timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+        help="Give up waiting for another process's migration lock after this long.",
+    )(command)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -147,24 +181,37 @@ def cli():
 
 @cli.command()
 @click.option("--to", "to", metavar="NAME", help="Stop after this migration.")
+@click.option("--allow-out-of-order", is_flag=True,
+              help="Apply pending migrations older than the newest applied one.")
+@_deploy_options
 @_common
-def migrate(database, where, migrations_dir, to):
+def migrate(database, where, migrations_dir, to, allow_out_of_order, allow_edited,
+            lock_timeout, ddl_lock_timeout):
     """Apply the pending migrations, in order.
 
-    Prints each migration applied with the time it took, then a summary.
+    Prints each migration applied with the time it took, then a summary. Safe
+    to start from several deploys at once: they take turns (a lock), and each
+    migration is applied once. A database made by the original TypeORM
+    application is adopted: its applied migrations are recorded, not re-run.
 
     \b
     Example:
         bitloot-lite migrate
-        bitloot-lite migrate --to 003_create_webhook_logs
+        bitloot-lite migrate --to 003_create_webhook_logs --lock-timeout 60
     """
-    applied = migrating.migrate(database, to=to, migrations_dir=migrations_dir, on_step=_print_step)
+    started = time.perf_counter()
+    applied = migrating.migrate(
+        database, to=to, migrations_dir=migrations_dir, lock_timeout=lock_timeout,
+        ddl_lock_timeout=ddl_lock_timeout, allow_edited=allow_edited,
+        allow_out_of_order=allow_out_of_order, on_step=_print_step, on_wait=_print_wait,
+    )
     if applied:
-        click.echo(f"{len(applied)} migration(s) applied to {where}")
+        seconds = time.perf_counter() - started
+        _say(f"{len(applied)} migration(s) applied to {where} in {seconds:.3f}s")
     elif to is not None:
-        click.echo(f"nothing to migrate: {to} is already applied to {where} (up to date)")
+        _say(f"nothing to migrate: {to} is already applied to {where} (up to date)")
     else:
-        click.echo(f"nothing to migrate: {where} is up to date")
+        _say(f"nothing to migrate: {where} is up to date")
 
 
 @cli.command()
@@ -173,8 +220,10 @@ def migrate(database, where, migrations_dir, to):
 )
 @click.option("--to", "to", metavar="NAME", help="Undo every migration after this one.")
 @_exclusive("steps", "to")
+@_deploy_options
 @_common
-def rollback(database, where, migrations_dir, steps, to):
+def rollback(database, where, migrations_dir, steps, to, allow_edited, lock_timeout,
+             ddl_lock_timeout):
     """Undo the newest migrations (one by default).
 
     --steps and --to cannot be used together.
@@ -186,29 +235,136 @@ def rollback(database, where, migrations_dir, steps, to):
         bitloot-lite rollback --to 001_init_orders
     """
     undone = migrating.rollback(
-        database, steps=steps or 1, to=to, migrations_dir=migrations_dir, on_step=_print_step
+        database, steps=steps or 1, to=to, migrations_dir=migrations_dir,
+        lock_timeout=lock_timeout, ddl_lock_timeout=ddl_lock_timeout,
+        allow_edited=allow_edited, on_step=_print_step, on_wait=_print_wait,
     )
     if undone:
-        click.echo(f"{len(undone)} migration(s) rolled back on {where}")
+        _say(f"{len(undone)} migration(s) rolled back on {where}")
     else:
-        click.echo(f"nothing to roll back: {to} is the newest migration applied to {where}")
+        _say(f"nothing to roll back: {to} is the newest migration applied to {where}")
 
 
 @cli.command()
-@_common
-def status(database, where, migrations_dir):
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+@click.option("--allow-edited", is_flag=True,
+              help="List applied migrations edited since (flagged) instead of failing.")
+@_common(error_exit=2)
+def status(database, where, migrations_dir, as_json, allow_edited):
     """List every migration, one per line: applied (with its time, UTC) or pending.
+
+    Exit code 0 when nothing is pending, 1 when something is, 2 on error, so a
+    deploy can gate on it.
 
     \b
     Example:
         bitloot-lite status
-        bitloot-lite status --database sqlite:///other.db
+        bitloot-lite status --json -q || echo "migrations pending"
     """
-    for state in migrating.status(database, migrations_dir):
-        if state.applied:
-            click.echo(f"applied  {state.name}  {state.applied_at:%Y-%m-%d %H:%M:%S} UTC")
-        else:
-            click.echo(f"pending  {state.name}")
+    states = migrating.status(database, migrations_dir, allow_edited=allow_edited)
+    if as_json:
+        _say(json.dumps({"database": where, "migrations": [
+            {"name": s.name, "applied": s.applied, "edited": s.edited,
+             "applied_at": s.applied_at.isoformat() if s.applied else None} for s in states
+        ]}, indent=2))
+    else:
+        for state in states:
+            edited = "  (edited since)" if state.edited else ""
+            if state.applied:
+                _say(f"applied  {state.name}  {state.applied_at:%Y-%m-%d %H:%M:%S} UTC{edited}")
+            else:
+                _say(f"pending  {state.name}")
+    if any(not state.applied for state in states):
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--to", "to", metavar="NAME", help="Preview migrating up to this migration.")
+@click.option("--rollback", "rollback_steps", type=click.IntRange(min=1), metavar="N",
+              help="Preview rolling back N migrations instead.")
+@_exclusive("to", "rollback_steps")
+@_common
+def sql(database, where, migrations_dir, to, rollback_steps):
+    """Print the SQL that migrate (or rollback --steps N) would run; change nothing.
+
+    The statements are run in a transaction that is rolled back, so they are
+    exactly the ones this backend would run; the database, its history
+    table included, is left as it was. Reads are left out.
+
+    \b
+    Example:
+        bitloot-lite sql > pending.sql
+        bitloot-lite sql --rollback 1
+    """
+    steps = migrating.preview(database, to=to, migrations_dir=migrations_dir,
+                              rollback_steps=rollback_steps)
+    if not steps:
+        _say(f"-- nothing to {'roll back' if rollback_steps else 'migrate'} on {where}")
+    # migrate turns SQLite's foreign keys off around each migration's transaction.
+    pragmas = is_sqlite(database)
+    for name, direction, statements in steps:
+        _say(f"-- {direction} {name}")
+        if direction == "adopt":
+            _say("-- recorded as applied from the TypeORM history; not run")
+            _say()
+            continue
+        if pragmas:
+            _say("PRAGMA foreign_keys = OFF;")
+        _say("BEGIN;")
+        for statement, params in statements:
+            text = statement.strip().rstrip(";")
+            _say(f"{text};" + (f"  -- params: {[str(p) for p in params]}" if params else ""))
+        if pragmas:
+            _say("PRAGMA foreign_key_check;")
+        _say("COMMIT;")
+        if pragmas:
+            _say("PRAGMA foreign_keys = ON;")
+        _say()
+
+
+@cli.command()
+@_common(error_exit=2)
+def check(database, where, migrations_dir):
+    """Compare the live database with the models and docs/SCHEMA.md.
+
+    Exit code 0 when they match, 1 with one line per difference when they
+    drift, 2 on error.
+
+    \b
+    Example:
+        bitloot-lite check --database postgresql://app@db/bitloot
+    """
+    differences, notes = migrating.check(database, migrations_dir)
+    for note in notes:
+        _say(f"note: {note}")
+    if differences:
+        for line in differences:
+            click.echo(line)
+        click.echo(f"{len(differences)} difference(s) on {where}", err=True)
+        sys.exit(1)
+    _say(f"{where} matches the schema")
+
+
+@cli.command()
+@click.option("--to", "to", metavar="NAME", required=True,
+              help="The last migration whose schema the database already has.")
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Give up waiting for another process's migration lock after this long.")
+@_common
+def baseline(database, where, migrations_dir, to, lock_timeout):
+    """Record migrations up to NAME as applied, for tables made outside bitloot-lite.
+
+    Checks first that the tables have exactly the shape those migrations
+    make; runs nothing. Then `migrate` applies the rest.
+
+    \b
+    Example:
+        bitloot-lite baseline --to 004_orders_status_enum && bitloot-lite migrate
+    """
+    names = migrating.baseline(database, to, migrations_dir=migrations_dir,
+                               lock_timeout=lock_timeout, on_step=_print_step,
+                               on_wait=_print_wait)
+    _say(f"{len(names)} migration(s) recorded as applied on {where}")
 
 
 def main():

@@ -2,7 +2,7 @@
 
 import logging
 import os
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import peewee as pw
 from playhouse import db_url
@@ -33,18 +33,46 @@ def resolve_url(url=None):
     return url or os.environ.get("DATABASE_URL") or DEFAULT_URL
 
 
+#: Query parameters that carry a secret (libpq's and peewee's names), lower case.
+SECRET_PARAMETERS = ("password", "sslpassword", "passwd")
+
+
 def mask_url(url):
-    """``url`` with its password replaced by ``***``, safe to print or log."""
+    """``url`` with its password (also one given as ``?password=``) as ``***``."""
     try:
         parts = urlsplit(url)
         password = parts.password
     except ValueError:
         return "<unparseable URL>"
-    if not password:
-        return url
-    netloc = parts.netloc.rpartition("@")
-    userinfo = netloc[0].split(":", 1)[0] + ":***"
-    return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[2]}"))
+    changed = False
+    if password:
+        netloc = parts.netloc.rpartition("@")
+        userinfo = netloc[0].split(":", 1)[0] + ":***"
+        parts, changed = parts._replace(netloc=f"{userinfo}@{netloc[2]}"), True
+    pairs = [pair.partition("=") for pair in parts.query.split("&")] if parts.query else []
+    if any(_is_secret(key) for key, _, _ in pairs):
+        query = "&".join(f"{key}=***" if _is_secret(key) else f"{key}{eq}{value}"
+                         for key, eq, value in pairs)
+        parts, changed = parts._replace(query=query), True
+    # urlunsplit would turn sqlite:///x.db into sqlite:/x.db: rebuild only what changed.
+    return urlunsplit(parts) if changed else url
+
+
+def _is_secret(key):
+    return unquote(key).lower() in SECRET_PARAMETERS
+
+
+def url_secrets(url):
+    """The strings of ``url`` that must never be printed, longest first (raw and decoded)."""
+    try:
+        parts = urlsplit(url)
+        found = [parts.password] if parts.password else []
+    except ValueError:
+        return []
+    raw_query = [pair.partition("=") for pair in parts.query.split("&") if pair]
+    found += [value for key, _, value in raw_query if _is_secret(key)]
+    found = [secret for secret in found if secret]
+    return sorted({*found, *map(unquote, found)}, key=len, reverse=True)
 
 
 def is_postgres(database):
@@ -102,9 +130,7 @@ def connect(url=None):
 
 
 def _scrub(text, url):
-    """Remove the URL's password from a driver message, should the driver echo it."""
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    return text.replace(password, "***") if password else text
+    """Remove the URL's secrets from a driver message, should the driver echo them."""
+    for secret in url_secrets(url):
+        text = text.replace(secret, "***")
+    return text

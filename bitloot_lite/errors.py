@@ -63,6 +63,71 @@ class NothingToRollback(MigrationError):
         )
 
 
+class LockTimeout(MigrationError):
+    """Another process held the migration lock for longer than ``seconds``."""
+
+    def __init__(self, seconds, holder=None):
+        self.seconds = seconds
+        self.holder = holder
+        by = f" (held by {holder})" if holder else ""
+        super().__init__(f"gave up waiting {seconds:g}s for the migration lock{by}")
+
+
+class EditedMigration(MigrationError):
+    """Applied migrations whose files changed since; ``names`` lists them."""
+
+    def __init__(self, names):
+        self.names = list(names)
+        super().__init__(
+            f"applied migration(s) edited since they were applied: {', '.join(self.names)}; "
+            "restore the file(s), or pass --allow-edited if the change is knowingly harmless"
+        )
+
+
+class OutOfOrder(MigrationError):
+    """Pending migrations older than the newest applied one; ``names`` lists them."""
+
+    def __init__(self, names, newest):
+        self.names = list(names)
+        self.newest = newest
+        super().__init__(
+            f"pending migration(s) {', '.join(self.names)} sort before the newest applied "
+            f"one ({newest}); apply them with --allow-out-of-order"
+        )
+
+
+class AdoptionError(MigrationError):
+    """An existing database cannot be taken over as it is: ``reason`` says why.
+
+    ``differences`` lists how its tables differ from the expected shape (one line each;
+    empty when the reason is its history, not its shape).
+    """
+
+    def __init__(self, reason, differences=()):
+        self.reason = reason
+        self.differences = list(differences)
+        listed = "".join(f"\n  - {line}" for line in self.differences)
+        super().__init__(f"{reason}{':' if listed else ''}{listed}")
+
+
+class NeedsBaseline(MigrationError):
+    """bitloot-lite's ``tables`` exist, but no migration history accounts for them."""
+
+    def __init__(self, tables, suggestion=None):
+        self.tables = list(tables)
+        self.suggestion = suggestion
+        name = suggestion or "004_orders_status_enum"
+        matches = (f"; they already have the shape {suggestion} makes" if suggestion
+                   else "")
+        super().__init__(
+            f"the database has the tables {', '.join(self.tables)} but no migration history "
+            f"(neither bitloot-lite's nor TypeORM's): they were made outside bitloot-lite"
+            f"{matches}. Check that the schema matches a migration, record it and the ones "
+            f"before it as applied with `bitloot-lite baseline --to NAME` "
+            f"(e.g. `bitloot-lite baseline --to {name}`), then run `bitloot-lite migrate`"
+        )
+
+
 class MigrationFailed(MigrationError):
     """Applying or rolling back ``name`` failed; its transaction was undone."""
 
@@ -71,3 +136,141 @@ class MigrationFailed(MigrationError):
         self.direction = direction
         self.cause = cause
         super().__init__(f"{direction} of {name} failed and was undone: {cause}")
+
+
+# --------------------------------------------------------------------------- the service layer
+# Every service call that raises one of these has written nothing.
+
+
+class ValidationError(BitlootError, ValueError):
+    """An input was refused before anything was written: ``field`` ``reason``.
+
+    ``value`` is the offending value; it is kept out of the message, which may be logged.
+    """
+
+    def __init__(self, field, value, reason):
+        self.field = field
+        self.value = value
+        self.reason = reason
+        super().__init__(f"invalid {field}: {reason}")
+
+
+class NotFound(BitlootError, LookupError):
+    """No ``model`` (a model name, e.g. "Order") has the id or key ``key``."""
+
+    def __init__(self, model, key):
+        self.model = model
+        self.key = key
+        super().__init__(f"no {model} {key}")
+
+
+class ConflictError(BitlootError):
+    """The call contradicts what the database already holds."""
+
+
+class InvalidTransition(ConflictError):
+    """Order ``order_id`` cannot move from ``current`` to ``requested``."""
+
+    def __init__(self, order_id, current, requested, detail=None):
+        self.order_id = order_id
+        self.current = current
+        self.requested = requested
+        extra = f": {detail}" if detail else ""
+        super().__init__(
+            f"order {order_id} cannot move from {_value(current)} to {_value(requested)}{extra}"
+        )
+
+
+class KeysMissing(InvalidTransition):
+    """Order ``order_id`` cannot be fulfilled: its items still lack ``missing`` keys."""
+
+    def __init__(self, order_id, current, missing):
+        self.missing = missing
+        super().__init__(order_id, current, "fulfilled", f"{missing} key(s) still missing")
+
+
+class InvalidPaymentTransition(InvalidTransition):
+    """Payment ``external_id`` (of order ``order_id``) cannot move from ``current`` to
+    ``requested``."""
+
+    def __init__(self, external_id, order_id, current, requested):
+        self.external_id = external_id
+        self.order_id = order_id
+        self.current = current
+        self.requested = requested
+        ConflictError.__init__(
+            self, f"payment {external_id!r} (order {order_id}) cannot move from "
+            f"{_value(current)} to {_value(requested)}"
+        )
+
+
+class OrderNotPaid(ConflictError):
+    """Order ``order_id`` has status ``status``; the operation needs a paid order."""
+
+    def __init__(self, order_id, status):
+        self.order_id = order_id
+        self.status = status
+        super().__init__(f"order {order_id} is {_value(status)}, not paid")
+
+
+class ReservationConflict(ConflictError):
+    """Reservation ``requested`` cannot go on order ``order_id``.
+
+    Either the order already holds ``current`` (another reservation), or
+    ``other_order_id`` already holds ``requested``.
+    """
+
+    def __init__(self, order_id, requested, current=None, other_order_id=None):
+        self.order_id = order_id
+        self.requested = requested
+        self.current = current
+        self.other_order_id = other_order_id
+        if other_order_id is not None:
+            why = f"it is already attached to order {other_order_id}"
+        else:
+            why = f"the order already has reservation {current!r}"
+        super().__init__(f"cannot attach reservation {requested!r} to order {order_id}: {why}")
+
+
+class TooManyKeys(ConflictError):
+    """Item ``order_item_id`` has ``quantity`` units and ``existing`` keys: ``requested``
+    more do not fit."""
+
+    def __init__(self, order_item_id, quantity, existing, requested):
+        self.order_item_id = order_item_id
+        self.quantity = quantity
+        self.existing = existing
+        self.requested = requested
+        super().__init__(
+            f"order item {order_item_id} has quantity {quantity} and {existing} key(s): "
+            f"{requested} more would exceed it"
+        )
+
+
+class PaymentConflict(ConflictError):
+    """Payment ``external_id`` belongs to order ``other_order_id``, not ``order_id``."""
+
+    def __init__(self, external_id, order_id, other_order_id):
+        self.external_id = external_id
+        self.order_id = order_id
+        self.other_order_id = other_order_id
+        super().__init__(
+            f"payment {external_id!r} belongs to order {other_order_id}, not {order_id}"
+        )
+
+
+class StorageError(BitlootError):
+    """The database failed ``operation`` unexpectedly; nothing was written.
+
+    ``reason`` names the driver error (class, SQLSTATE), never its text, which
+    may quote the data. Connection problems are ``DatabaseUnavailable`` at connect.
+    """
+
+    def __init__(self, operation, reason):
+        self.operation = operation
+        self.reason = reason
+        super().__init__(f"{operation} failed in the database: {reason}")
+
+
+def _value(status):
+    return getattr(status, "value", status)

@@ -1,46 +1,52 @@
-"""Applying and undoing the migrations: a runner around peewee-migrate's Router."""
+"""Applying, undoing, previewing and checking the migrations, safely for deployments.
 
+Every write holds the migration lock (see locking.py), so any number of
+deploys may run ``migrate`` at once: each migration is applied exactly once.
+Before anything is applied, the history is checked: applied migrations whose
+files were edited since, and pending ones older than the newest applied one,
+stop the run unless the caller knowingly allows them. A database made by the
+original TypeORM application is adopted (see adopting.py).
+"""
+
+import contextlib
 import datetime as dt
-import importlib.resources
 import logging
-import os
 import time
 from dataclasses import dataclass
-from functools import cached_property
-from pathlib import Path
 
-import peewee as pw
-from peewee_migrate import Router as _Router
-from peewee_migrate.models import MigrateHistory
-
-from .db import is_sqlite
+from . import adopting, schema, target
+from .db import is_postgres, is_sqlite
 from .errors import (
-    MigrationFailed,
-    MigrationsNotFound,
+    EditedMigration,
+    MigrationError,
     NothingToRollback,
+    OutOfOrder,
     UnknownMigration,
 )
+from .locking import migration_lock
+from .models import MODELS
+from .runner import (
+    DDL_LOCK_TIMEOUT,
+    HISTORY_TABLE,
+    Router,
+    SqliteForeignKeysOff,
+    default_migrations_dir,
+)
+
+__all__ = [
+    "DDL_LOCK_TIMEOUT", "HISTORY_TABLE", "MigrationState", "Step", "baseline", "check",
+    "default_migrations_dir", "migrate", "pending", "preview", "rollback", "status",
+]
 
 logger = logging.getLogger("bitloot_lite.migrating")
-
-#: peewee-migrate's own history table: one row per applied migration.
-HISTORY_TABLE = "migratehistory"
-
-
-def default_migrations_dir():
-    """$BITLOOT_MIGRATIONS_DIR, else the migrations shipped inside the package."""
-    configured = os.environ.get("BITLOOT_MIGRATIONS_DIR")
-    if configured:
-        return Path(configured)
-    return Path(str(importlib.resources.files("bitloot_lite.migrations")))
 
 
 @dataclass(frozen=True)
 class Step:
-    """One migration applied or undone, and how long it took."""
+    """One migration applied, undone, adopted or baselined, and how long it took."""
 
     name: str
-    direction: str  # "migrate" or "rollback"
+    direction: str  # "migrate", "rollback", "adopt" or "baseline"
     seconds: float
 
 
@@ -50,173 +56,241 @@ class MigrationState:
 
     name: str
     applied_at: dt.datetime | None
+    edited: bool = False  # applied, and its file has changed since
 
     @property
     def applied(self):
         return self.applied_at is not None
 
 
-class Router(_Router):
-    """peewee-migrate's Router, made safe for SQLite table rebuilds and for tests.
+def status(database, migrations_dir=None, allow_edited=False):
+    """Every migration, in order, with when it was applied.
 
-    - Each Router has its own history model (peewee-migrate binds one global
-      class to the last database it saw).
-    - On SQLite, foreign keys are switched off around each migration (the
-      pragma is ignored inside a transaction, so it must happen before BEGIN)
-      and checked with ``PRAGMA foreign_key_check`` before the commit: a table
-      rebuild then cannot cascade-delete child rows, nor leave orphans.
-    - A missing migrations folder is an error, not an empty folder created.
+    Raises EditedMigration if an applied migration's file changed since, unless
+    ``allow_edited`` (then the states say ``edited=True``).
     """
-
-    def __init__(self, database, migrate_dir=None, **kwargs):
-        migrate_dir = Path(migrate_dir) if migrate_dir else default_migrations_dir()
-        super().__init__(database, migrate_dir=migrate_dir, migrate_table=HISTORY_TABLE, **kwargs)
-
-    @cached_property
-    def model(self):
-        router = self
-
-        class History(MigrateHistory):
-            class Meta:
-                database = router.database
-                table_name = router.migrate_table
-                schema = router.schema
-
-        History.create_table(safe=True)
-        return History
-
-    @property
-    def todo(self):
-        if not self.migrate_dir.is_dir():
-            raise MigrationsNotFound(self.migrate_dir)
-        names = sorted(
-            path.stem for path in self.migrate_dir.iterdir() if self.filemask.match(path.name)
-        )
-        if not names:
-            raise MigrationsNotFound(self.migrate_dir)
-        return names
-
-    def read(self, name):
-        path = self.migrate_dir / f"{name}.py"
-        if not path.is_file():
-            raise UnknownMigration(name, self.todo)
-        scope = {"__file__": str(path), "__name__": f"migration_{name}"}
-        # Compiled with its real file name, so tracebacks point into the file.
-        exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), scope)
-        return scope.get("migrate"), scope.get("rollback")
-
-    def history(self):
-        """{name: applied_at} for the applied migrations, oldest first."""
-        query = self.model.select().order_by(self.model.id)
-        return {row.name: row.migrated_at for row in query}
-
-    def run_one(self, name, migrator, *, fake=True, downgrade=False, force=False):
-        if fake:
-            return super().run_one(name, migrator, fake=True, downgrade=downgrade, force=force)
-        migrate, rollback = self.read(name)
-        function = rollback if downgrade else migrate
-        direction = "rollback" if downgrade else "migrate"
-        logger.info("%s %s", direction, name)
-        try:
-            with self._foreign_keys_off(), self.database.atomic():
-                if function is not None:
-                    function(migrator, self.database, fake=False)
-                migrator()
-                self._check_foreign_keys()
-                if downgrade:
-                    self.model.delete().where(self.model.name == name).execute()
-                else:
-                    self.model.create(name=name, migrated_at=_utcnow())
-        except Exception as exc:
-            migrator.__ops__ = []
-            # Forget the replayed state: the failed migration may have half-changed it.
-            self.__dict__.pop("migrator", None)
-            raise MigrationFailed(name, direction, exc) from exc
-        return name
-
-    def _foreign_keys_off(self):
-        return _SqliteForeignKeysOff(self.database) if is_sqlite(self.database) else _Nothing()
-
-    def _check_foreign_keys(self):
-        if not is_sqlite(self.database):
-            return
-        broken = self.database.execute_sql("PRAGMA foreign_key_check").fetchall()
-        if broken:
-            tables = sorted({row[0] for row in broken})
-            raise RuntimeError(f"foreign keys broken in {', '.join(tables)}: {len(broken)} row(s)")
-
-
-class _SqliteForeignKeysOff:
-    def __init__(self, database):
-        self.database = database
-
-    def __enter__(self):
-        if self.database.in_transaction():
-            raise RuntimeError("SQLite migrations cannot run inside a transaction")
-        self.database.execute_sql("PRAGMA foreign_keys = OFF")
-
-    def __exit__(self, *exc):
-        self.database.execute_sql("PRAGMA foreign_keys = ON")
-
-
-class _Nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return None
-
-
-def _utcnow():
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-
-
-def status(database, migrations_dir=None):
-    """Every migration in the folder, in order, with when it was applied."""
     router = Router(database, migrations_dir)
-    todo = router.todo  # first: a missing folder raises before the history table is made
+    todo = router.todo
     history = router.history()
+    edited = _edited(router, history, allow_edited)
     # Applied migrations whose files are gone are listed too, in name order.
     names = sorted(set(todo) | set(history))
-    return [MigrationState(name, _aware(history.get(name))) for name in names]
+    return [
+        MigrationState(name, history[name].applied_at if name in history else None,
+                       name in edited)
+        for name in names
+    ]
 
 
 def pending(database, migrations_dir=None):
     """The names of the migrations not yet applied, in the order they would run."""
     router = Router(database, migrations_dir)
-    _ = router.todo  # a missing folder raises before the history table is made
-    return list(router.diff)
+    todo = router.todo
+    history = router.history()
+    adoptable = _adoptable(router, todo, history)
+    return [name for name in todo if name not in history and name not in adoptable]
 
 
-def migrate(database, to=None, migrations_dir=None, on_step=None):
+def migrate(database, to=None, migrations_dir=None, *, lock_timeout=None,
+            ddl_lock_timeout=DDL_LOCK_TIMEOUT, allow_edited=False, allow_out_of_order=False,
+            on_step=None, on_wait=None):
     """Apply pending migrations, up to and including ``to``; returns the names applied.
 
-    ``on_step`` (optional) is called with a :class:`Step` after each one.
+    ``on_step`` is called with a :class:`Step` after each migration (and for
+    each one adopted from a TypeORM history); ``on_wait`` with the lock's
+    holder if another process is migrating; ``lock_timeout`` bounds that wait.
     """
-    router = Router(database, migrations_dir)
-    todo = list(router.todo)
+    router = Router(database, migrations_dir, ddl_lock_timeout)
+    todo = router.todo
     if to is not None and to not in todo:
         raise UnknownMigration(to, todo)
-    plan = list(router.diff)
-    if to is not None:
-        plan = plan[: plan.index(to) + 1] if to in plan else []
-    applied = []
-    for name in plan:
-        started = time.perf_counter()
-        router.run_one(name, router.migrator, fake=False)
-        applied.append(name)
-        _report(on_step, Step(name, "migrate", time.perf_counter() - started))
-    return applied
+    with migration_lock(database, lock_timeout, on_wait):
+        history = router.history()
+        if not history:
+            _adopt(router, todo, on_step)
+            history = router.history()
+        _edited(router, history, allow_edited)
+        plan = _plan(todo, history, to)
+        _check_order(plan, history, allow_out_of_order)
+        return _run(router, plan, on_step)
 
 
-def rollback(database, steps=1, to=None, migrations_dir=None, on_step=None):
+def rollback(database, steps=1, to=None, migrations_dir=None, *, lock_timeout=None,
+             ddl_lock_timeout=DDL_LOCK_TIMEOUT, allow_edited=False, on_step=None, on_wait=None):
     """Undo the newest migrations: ``steps`` of them, or all after ``to``.
 
     Returns the names undone, newest first.
     """
+    router = Router(database, migrations_dir, ddl_lock_timeout)
+    todo = router.todo
+    with migration_lock(database, lock_timeout, on_wait):
+        history = router.history()
+        _edited(router, history, allow_edited)
+        plan = _rollback_plan(list(history), todo, steps, to)
+        return _run(router, plan, on_step, downgrade=True)
+
+
+def baseline(database, to, migrations_dir=None, *, lock_timeout=None, on_step=None,
+             on_wait=None):
+    """Record the migrations up to and including ``to`` as applied, without running them.
+
+    For a database whose tables were made outside bitloot-lite: the live
+    schema must be exactly the one those migrations make.
+    """
     router = Router(database, migrations_dir)
     todo = router.todo
-    done = list(router.done)
+    if to not in todo:
+        raise UnknownMigration(to, todo)
+    names = todo[: todo.index(to) + 1]
+    with migration_lock(database, lock_timeout, on_wait):
+        if router.history():
+            raise MigrationError("baseline is for a database with no migration history; "
+                                 "this one has some (see `bitloot-lite status`)")
+        adopting.baseline_check(database, len(names))
+        router.record(names)
+    for name in names:
+        _report(on_step, Step(name, "baseline", 0.0))
+    return names
+
+
+def preview(database, to=None, migrations_dir=None, *, rollback_steps=None,
+            ddl_lock_timeout=DDL_LOCK_TIMEOUT, lock_timeout=None, on_wait=None):
+    """The SQL that ``migrate(to=...)`` (or ``rollback(steps=rollback_steps)``) would run.
+
+    Runs it for real inside one transaction that is then rolled back, so the
+    database, history table included, is left as it was (on PostgreSQL the
+    history's id sequence, which a rollback does not undo, is set back too);
+    returns [(name, direction, [(sql, params), ...])], each migration's
+    statements as its own transaction would run them, "adopt" for those a
+    TypeORM history would record. Reads (SELECT, PRAGMA) and the preview's own
+    savepoints are left out. It takes the same locks as migrate while it runs.
+    """
+    router = Router(database, migrations_dir, ddl_lock_timeout)
+    router.previewing = True
+    todo = router.todo
+    if to is not None and to not in todo:
+        raise UnknownMigration(to, todo)
+    result = []
+    keys_off = SqliteForeignKeysOff(database) if is_sqlite(database) else contextlib.nullcontext()
+    with (
+        migration_lock(database, lock_timeout, on_wait),
+        _sequence_kept(database),
+        keys_off,
+        database.atomic() as transaction,
+        _capture(database) as statements,
+    ):
+        history = router.history()
+        adoptable = _adoptable(router, todo, history)
+        if adoptable:
+            router.record(adoptable)
+            result += [(name, "adopt", []) for name in adoptable]
+            history = router.history()
+        if rollback_steps is not None:
+            plan, downgrade = _rollback_plan(list(history), todo, rollback_steps, None), True
+        else:
+            plan, downgrade = _plan(todo, history, to), False
+        for name in plan:
+            del statements[:]
+            router.run_one(name, router.migrator, fake=False, downgrade=downgrade)
+            writes = [s for s in statements if not _is_read_or_savepoint(s[0])]
+            result.append((name, "rollback" if downgrade else "migrate", writes))
+        transaction.rollback()
+    return result
+
+
+@contextlib.contextmanager
+def _sequence_kept(database):
+    """Set the history's id sequence back after the block (nextval is never rolled back)."""
+    if not is_postgres(database) or not database.table_exists(HISTORY_TABLE):
+        yield
+        return
+    (sequence,) = database.execute_sql(
+        "SELECT pg_get_serial_sequence(%s, 'id')", (f'"{HISTORY_TABLE}"',)
+    ).fetchone()
+    last_value, is_called = database.execute_sql(
+        f"SELECT last_value, is_called FROM {sequence}"
+    ).fetchone()
+    try:
+        yield
+    finally:
+        database.execute_sql("SELECT setval(%s, %s, %s)", (sequence, last_value, is_called))
+
+
+def check(database, migrations_dir=None):
+    """How the live database drifts from the migrations' schema and from the models.
+
+    Returns (differences, notes): one readable line each; no differences means
+    it matches. Harmless leftovers of a TypeORM-made database are notes.
+    """
+    router = Router(database, migrations_dir)
+    todo = router.todo
+    history = router.history()
+    adoptable = _adoptable(router, todo, history)
+    differences, notes = [], []
+    if adoptable:
+        notes.append(f"migrate will adopt {', '.join(adoptable)} from the TypeORM history")
+    history = {**history, **dict.fromkeys(adoptable)}
+    waiting = [name for name in todo if name not in history]
+    differences += [f"migration {name} pending" for name in waiting]
+    applied = [name for name in todo if name in history]
+    if applied != todo[: len(applied)]:
+        differences.append("migrations applied out of order: cannot name the expected schema")
+        return differences, notes
+    backend = "postgres" if is_postgres(database) else "sqlite"
+    live = schema.snapshot(database)
+    differences += schema.compare(live, target.expected(backend, len(applied)), notes)
+    if not waiting:
+        differences += schema.compare_models(database, MODELS)
+    return differences, notes
+
+
+def _adoptable(router, todo, history):
+    """Our migrations a TypeORM history says were applied (shape checked); [] once ours exists."""
+    if history:
+        return []
+    migrations = [(name, router.scope(name).get("UPSTREAM")) for name in todo]
+    return adopting.adoption_plan(router.database, migrations)
+
+
+def _adopt(router, todo, on_step):
+    """Record what a TypeORM history says was applied (after checking the shape)."""
+    names = _adoptable(router, todo, {})
+    if not names:
+        adopting.require_history_or_empty(router.database, [], todo)
+        return
+    router.record(names)
+    logger.info("adopted %s from the TypeORM history", ", ".join(names))
+    for name in names:
+        _report(on_step, Step(name, "adopt", 0.0))
+
+
+def _edited(router, history, allow_edited):
+    edited = [
+        name for name, applied in history.items()
+        if applied.checksum and name in router.todo and router.checksum(name) != applied.checksum
+    ]
+    if edited and not allow_edited:
+        raise EditedMigration(edited)
+    return set(edited)
+
+
+def _plan(todo, history, to):
+    plan = [name for name in todo if name not in history]
+    if to is not None:
+        plan = [name for name in plan if name <= to]
+    return plan
+
+
+def _check_order(plan, history, allow_out_of_order):
+    if not history or allow_out_of_order:
+        return
+    newest = max(history)
+    late = [name for name in plan if name < newest]
+    if late:
+        raise OutOfOrder(late, newest)
+
+
+def _rollback_plan(done, todo, steps, to):
     if to is not None:
         if to not in done:
             raise UnknownMigration(to, done)
@@ -225,15 +299,21 @@ def rollback(database, steps=1, to=None, migrations_dir=None, on_step=None):
         if steps < 1 or steps > len(done):
             raise NothingToRollback(steps, len(done))
         plan = done[-steps:][::-1]
-    undone = []
     for name in plan:
         if name not in todo:
             raise UnknownMigration(name, todo)
+    return plan
+
+
+def _run(router, plan, on_step, downgrade=False):
+    done = []
+    for name in plan:
         started = time.perf_counter()
-        router.run_one(name, router.migrator, fake=False, downgrade=True)
-        undone.append(name)
-        _report(on_step, Step(name, "rollback", time.perf_counter() - started))
-    return undone
+        router.run_one(name, router.migrator, fake=False, downgrade=downgrade)
+        done.append(name)
+        _report(on_step, Step(name, "rollback" if downgrade else "migrate",
+                              time.perf_counter() - started))
+    return done
 
 
 def _report(callback, step):
@@ -242,9 +322,24 @@ def _report(callback, step):
         callback(step)
 
 
-def _aware(value):
-    if isinstance(value, str):
-        value = pw.format_date_time(value, pw.DateTimeField.formats)
-    if isinstance(value, dt.datetime) and value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value
+@contextlib.contextmanager
+def _capture(database):
+    """Collect (sql, params) of every statement ``database`` runs in the block."""
+    statements = []
+    original = database.execute_sql
+
+    def execute_sql(sql, params=None, *args, **kwargs):
+        statements.append((sql, tuple(params or ())))
+        return original(sql, params, *args, **kwargs)
+
+    database.execute_sql = execute_sql
+    try:
+        yield statements
+    finally:
+        del database.execute_sql
+
+
+def _is_read_or_savepoint(sql):
+    head = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
+    return head in ("SELECT", "SAVEPOINT", "RELEASE") or (head == "PRAGMA" and "=" not in sql)
+

@@ -149,8 +149,46 @@ EXPECTED_POSTGRES = _build("postgres")
 EXPECTED_SQLITE = _build("sqlite")
 
 
-def expected(backend):
-    """A fresh copy of the schema after all migrations on ``backend`` ("postgres"/"sqlite")."""
+#: How many migrations there are; ``expected(backend, step)`` takes 0..STEPS.
+STEPS = 5
+#: step -> the tables that migration creates (and the enum it creates on PostgreSQL).
+_TABLES_OF_STEP = {1: ("orders", "order_items"), 2: ("payments",), 3: ("webhook_logs",),
+                   5: ("keys",)}
+_ENUM_OF_STEP = {2: "payments_status_enum", 4: "orders_status_enum"}
+
+
+def expected(backend, step=None):
+    """A fresh copy of the schema on ``backend`` ("postgres"/"sqlite") after migration
+    number ``step`` (0..5; None: all of them).
+
+    Derived from the final schema by undoing, newest first, what each later step does:
+    5 adds keys and orders.kinguinReservationId (its index, its comment); 4 makes
+    orders.status an enum (a CHECK on SQLite); 3, 2, 1 create their tables (2 also the
+    payments_status_enum type).
+    """
     if backend not in ("postgres", "sqlite"):
         raise ConfigurationError(f"unknown backend {backend!r}")
-    return copy.deepcopy(EXPECTED_POSTGRES if backend == "postgres" else EXPECTED_SQLITE)
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int)
+                             or not 0 <= step <= STEPS):
+        raise ConfigurationError(f"unknown migration step {step!r}: expected 0..{STEPS}")
+    schema = copy.deepcopy(EXPECTED_POSTGRES if backend == "postgres" else EXPECTED_SQLITE)
+    step = STEPS if step is None else step
+    tables, enums = schema["tables"], schema["enums"]
+    if step < 5:
+        orders = tables["orders"]
+        orders["columns"] = [c for c in orders["columns"] if c["name"] != "kinguinReservationId"]
+        orders["indexes"] = [i for i in orders["indexes"]
+                             if i["name"] != "IDX_orders_kinguinReservationId"]
+        orders["comments"].pop("kinguinReservationId", None)
+    if step < 4:
+        orders = tables["orders"]
+        status = next(c for c in orders["columns"] if c["name"] == "status")
+        if backend == "postgres":
+            status.update(type="character varying(20)",
+                          default="'created'::character varying")
+        orders["checks"] = [c for c in orders["checks"] if c["name"] != "CHK_orders_status"]
+    for later in range(step + 1, STEPS + 1):
+        for table in _TABLES_OF_STEP.get(later, ()):
+            del tables[table]
+        enums.pop(_ENUM_OF_STEP.get(later), None)
+    return schema

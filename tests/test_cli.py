@@ -51,6 +51,7 @@ def run(*args, env=None):
     environment = {"DATABASE_URL": None, "BITLOOT_MIGRATIONS_DIR": None}
     environment.update(env or {})
     result = CliRunner(env=environment).invoke(cli, list(args), prog_name="bitloot-lite")
+    result.cli_args = args
     # A crash (any exception other than click's exit) would be a traceback for the user.
     assert result.exception is None or isinstance(result.exception, SystemExit), (
         f"{args} crashed: {result.exception!r}\n{result.output}"
@@ -61,6 +62,16 @@ def run(*args, env=None):
 def ok(*args, env=None):
     result = run(*args, env=env)
     assert result.exit_code == 0, f"{args} exited {result.exit_code}:\n{result.output}"
+    return result
+
+
+def status_ok(*args, env=None):
+    """``status``: exit 1 while something is pending, 0 when nothing is (a deploy gate)."""
+    result = run("status", *args, env=env)
+    pending = any(line.startswith("pending") for line in result.stdout.splitlines())
+    assert result.exit_code == (1 if pending else 0), (
+        f"status {args} exited {result.exit_code}:\n{result.output}"
+    )
     return result
 
 
@@ -76,7 +87,7 @@ def steps(result):
 
 def status_lines(db_url):
     """[(state, name)] from `bitloot-lite status`."""
-    result = ok("status", "--database", db_url)
+    result = status_ok("--database", db_url)
     rows = []
     for line in result.stdout.splitlines():
         state, name, *rest = line.split()
@@ -92,13 +103,20 @@ def applied_names(db_url):
     return [name for state, name in status_lines(db_url) if state == "applied"]
 
 
-def assert_clean_error(result, code=1):
-    """Exit ``code``, one 'Error: ...' line on stderr, nothing on stdout, no traceback."""
-    assert result.exit_code == code, result.output
+#: Commands whose exit code 1 means "pending" or "drift": their errors exit 2.
+GATES = ("status", "check")
+
+
+def assert_clean_error(result, code=None):
+    """One 'Error: ...' line on stderr, nothing on stdout, no traceback; exit ``code``
+    (default: 1, or 2 for the gating commands)."""
+    gate = any(arg in GATES for arg in getattr(result, "cli_args", ())[:1])
+    expected = code if code is not None else (2 if gate else 1)
+    assert result.exit_code == expected, result.output
     assert "Traceback" not in result.output
     assert result.stdout == ""
     lines = result.stderr.splitlines()
-    if code == 1:
+    if code is None:  # a library error, not a usage error
         assert len(lines) == 1, result.stderr
     assert lines[-1].startswith("Error: "), result.stderr
     return lines[-1]
@@ -169,7 +187,7 @@ def test_status_of_an_empty_database_lists_every_migration_pending(db_url):
 def test_status_lists_applied_then_pending_in_order(db_url):
     ok("migrate", "--to", "003_create_webhook_logs", "--database", db_url)
 
-    result = ok("status", "--database", db_url)
+    result = status_ok("--database", db_url)
 
     lines = result.stdout.splitlines()
     assert len(lines) == 5
@@ -315,15 +333,16 @@ def test_database_url_comes_from_the_environment(db_url, _unrelated_cwd):
     result = ok("migrate", env={"DATABASE_URL": db_url})
 
     assert steps(result) == [("applied", name) for name in MIGRATIONS]
-    assert result.stdout.splitlines()[-1] == f"5 migration(s) applied to {db_url}"
-    status = ok("status", env={"DATABASE_URL": db_url})
+    assert re.fullmatch(rf"5 migration\(s\) applied to {re.escape(db_url)} in \d+\.\d{{3}}s",
+                        result.stdout.splitlines()[-1])
+    status = status_ok(env={"DATABASE_URL": db_url})
     assert status.stdout.count("applied  ") == 5
     assert applied_names(db_url) == MIGRATIONS  # the same database, named explicitly
     assert list(_unrelated_cwd.iterdir()) == []  # the default ./bitloot.db was not used
 
 
 def test_database_option_wins_over_the_environment(db_url):
-    result = ok("status", "--database", db_url, env={"DATABASE_URL": UNREACHABLE})
+    result = status_ok("--database", db_url, env={"DATABASE_URL": UNREACHABLE})
 
     assert result.stdout.count("pending  ") == 5
 
@@ -398,7 +417,7 @@ def test_verbose_logs_to_stderr_and_quiet_logs_nothing(db_url):
 
     # The handler does not outlive the command: the next quiet run logs nothing,
     # and the next verbose one logs each line once.
-    assert ok("status", "--database", db_url).stderr == ""
+    assert status_ok("--database", db_url).stderr == ""
     assert ok("rollback", "--database", db_url).stderr == ""
     again = ok("migrate", "-v", "--database", db_url)
     assert again.stderr.count("bitloot_lite.migrating: migrate 002_create_payments in ") == 1
@@ -468,7 +487,7 @@ def test_python_dash_m_and_console_script_run(_unrelated_cwd):
         assert "Example:" in helped.stdout
 
         failed = _run_process([*argv, "status", "-vv", "--database", UNREACHABLE], _unrelated_cwd)
-        assert failed.returncode == 1
+        assert failed.returncode == 2  # status: 1 means "pending"
         assert failed.stdout == ""
         assert failed.stderr.startswith("Error: cannot connect to postgresql://u:***@")
         assert len(failed.stderr.splitlines()) == 1

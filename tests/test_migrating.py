@@ -103,6 +103,9 @@ def history(database):
 
 
 def applied_names(database):
+    """The names in the history ([] when there is no history table yet)."""
+    if not database.table_exists(HISTORY_TABLE):
+        return []
     return [name for name, _ in history(database)]
 
 

@@ -1,0 +1,221 @@
+"""peewee-migrate's Router, made safe for deployments: history with checksums,
+SQLite rebuilds that cannot cascade, PostgreSQL DDL that cannot stall the app."""
+
+import datetime as dt
+import hashlib
+import importlib.resources
+import logging
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import peewee as pw
+from peewee_migrate import Router as _Router
+from peewee_migrate.models import MigrateHistory
+
+from .db import is_postgres, is_sqlite
+from .errors import MigrationFailed, MigrationsNotFound, UnknownMigration
+
+logger = logging.getLogger("bitloot_lite.migrating")
+
+#: peewee-migrate's own history table: one row per applied migration.
+HISTORY_TABLE = "migratehistory"
+
+#: PostgreSQL's lock_timeout for a migration's statements (seconds): a DDL
+#: statement that would queue behind a long transaction fails instead of
+#: blocking every query on that table behind it.
+DDL_LOCK_TIMEOUT = 5.0
+
+
+def default_migrations_dir():
+    """$BITLOOT_MIGRATIONS_DIR, else the migrations shipped inside the package."""
+    configured = os.environ.get("BITLOOT_MIGRATIONS_DIR")
+    if configured:
+        return Path(configured)
+    return Path(str(importlib.resources.files("bitloot_lite.migrations")))
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A row of the history: when a migration was applied, and its file's checksum then."""
+
+    applied_at: dt.datetime
+    checksum: str | None
+
+
+class Router(_Router):
+    """The Router bitloot-lite runs migrations with.
+
+    - Each Router has its own history model (peewee-migrate binds one global
+      class to the last database it saw), with a ``checksum`` column: the
+      sha256 of the migration file when it was applied.
+    - Reading the history never creates the history table.
+    - On SQLite, foreign keys are switched off around each migration (the
+      pragma is ignored inside a transaction, so it must happen before BEGIN)
+      and checked with ``PRAGMA foreign_key_check`` before the commit: a table
+      rebuild then cannot cascade-delete child rows, nor leave orphans.
+    - On PostgreSQL each migration runs with ``SET LOCAL lock_timeout``.
+    - A missing or empty migrations folder is an error, not a folder created.
+    """
+
+    def __init__(self, database, migrate_dir=None, ddl_lock_timeout=DDL_LOCK_TIMEOUT):
+        migrate_dir = Path(migrate_dir) if migrate_dir else default_migrations_dir()
+        super().__init__(database, migrate_dir=migrate_dir, migrate_table=HISTORY_TABLE)
+        self.ddl_lock_timeout = ddl_lock_timeout
+        #: Set by the SQL preview, which runs every step inside one transaction it
+        #: rolls back, with foreign keys already off.
+        self.previewing = False
+
+    @cached_property
+    def model(self):
+        router = self
+
+        class History(MigrateHistory):
+            checksum = pw.CharField(max_length=64, null=True)
+
+            class Meta:
+                database = router.database
+                table_name = router.migrate_table
+
+        if not self.database.table_exists(HISTORY_TABLE):
+            History.create_table()
+        elif not self._has_checksums():  # a history table made by peewee-migrate's own CLI
+            self.database.execute_sql(
+                f'ALTER TABLE "{HISTORY_TABLE}" ADD COLUMN "checksum" VARCHAR(64)'
+            )
+        return History
+
+    def _has_checksums(self):
+        return any(c.name == "checksum" for c in self.database.get_columns(HISTORY_TABLE))
+
+    @property
+    def todo(self):
+        if not self.migrate_dir.is_dir():
+            raise MigrationsNotFound(self.migrate_dir)
+        names = sorted(
+            path.stem for path in self.migrate_dir.iterdir() if self.filemask.match(path.name)
+        )
+        if not names:
+            raise MigrationsNotFound(self.migrate_dir)
+        return names
+
+    @property
+    def done(self):
+        return list(self.history())
+
+    def history(self):
+        """{name: Applied} for the applied migrations, oldest first; read-only."""
+        if not self.database.table_exists(HISTORY_TABLE):
+            return {}
+        checksum = ', "checksum"' if self._has_checksums() else ", NULL"
+        cursor = self.database.execute_sql(
+            f'SELECT "name", "migrated_at"{checksum} FROM "{HISTORY_TABLE}" ORDER BY "id"'
+        )
+        return {name: Applied(_aware(at), digest) for name, at, digest in cursor.fetchall()}
+
+    def path(self, name):
+        path = self.migrate_dir / f"{name}.py"
+        if not path.is_file():
+            raise UnknownMigration(name, self.todo)
+        return path
+
+    def checksum(self, name):
+        """sha256 of the migration file's bytes."""
+        return hashlib.sha256(self.path(name).read_bytes()).hexdigest()
+
+    def scope(self, name):
+        """The migration module's globals (migrate, rollback, UPSTREAM ...)."""
+        path = self.path(name)
+        scope = {"__file__": str(path), "__name__": f"migration_{name}"}
+        # Compiled with its real file name, so tracebacks point into the file.
+        exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), scope)
+        return scope
+
+    def read(self, name):
+        scope = self.scope(name)
+        return scope.get("migrate"), scope.get("rollback")
+
+    def record(self, names):
+        """Mark ``names`` applied without running them (adoption, baseline)."""
+        with self.database.atomic():
+            for name in names:
+                self.model.create(name=name, migrated_at=_utcnow(), checksum=self.checksum(name))
+        self.__dict__.pop("migrator", None)  # replay the new history next time
+
+    def run_one(self, name, migrator, *, fake=True, downgrade=False, force=False):
+        if fake:
+            return super().run_one(name, migrator, fake=True, downgrade=downgrade, force=force)
+        migrate, rollback = self.read(name)
+        function = rollback if downgrade else migrate
+        direction = "rollback" if downgrade else "migrate"
+        logger.info("%s %s", direction, name)
+        try:
+            with self._foreign_keys_off(), self.database.atomic():
+                if is_postgres(self.database) and self.ddl_lock_timeout:
+                    milliseconds = int(self.ddl_lock_timeout * 1000)
+                    self.database.execute_sql(f"SET LOCAL lock_timeout = {milliseconds}")
+                if function is not None:
+                    function(migrator, self.database, fake=False)
+                migrator()
+                self._check_foreign_keys()
+                if downgrade:
+                    self.model.delete().where(self.model.name == name).execute()
+                else:
+                    self.model.create(
+                        name=name, migrated_at=_utcnow(), checksum=self.checksum(name)
+                    )
+        except Exception as exc:
+            migrator.__ops__ = []
+            # Forget the replayed state: the failed migration may have half-changed it.
+            self.__dict__.pop("migrator", None)
+            raise MigrationFailed(name, direction, exc) from exc
+        return name
+
+    def _foreign_keys_off(self):
+        if self.previewing or not is_sqlite(self.database):
+            return _Nothing()
+        return SqliteForeignKeysOff(self.database)
+
+    def _check_foreign_keys(self):
+        if not is_sqlite(self.database):
+            return
+        broken = self.database.execute_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            tables = sorted({row[0] for row in broken})
+            raise RuntimeError(f"foreign keys broken in {', '.join(tables)}: {len(broken)} row(s)")
+
+
+class SqliteForeignKeysOff:
+    """Foreign keys off on this SQLite connection for the block (outside any transaction)."""
+
+    def __init__(self, database):
+        self.database = database
+
+    def __enter__(self):
+        if self.database.in_transaction():
+            raise RuntimeError("SQLite migrations cannot run inside a transaction")
+        self.database.execute_sql("PRAGMA foreign_keys = OFF")
+
+    def __exit__(self, *exc):
+        self.database.execute_sql("PRAGMA foreign_keys = ON")
+
+
+class _Nothing:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return None
+
+
+def _utcnow():
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def _aware(value):
+    if isinstance(value, str):
+        value = pw.format_date_time(value, pw.DateTimeField.formats)
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return value
