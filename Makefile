@@ -9,7 +9,7 @@ CLI    := $(BIN)/bitloot-lite
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install migrate rollback status test lint bench clean
+.PHONY: help install migrate rollback status sql check test lint bench clean
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -28,8 +28,14 @@ migrate: $(STAMP) ## Apply pending migrations (make migrate TO=003_create_webhoo
 rollback: $(STAMP) ## Undo the newest migration (STEPS=N or TO=NAME for more)
 	$(CLI) rollback $(if $(STEPS),--steps $(STEPS)) $(if $(TO),--to $(TO))
 
-status: $(STAMP) ## List applied and pending migrations
+status: $(STAMP) ## List applied and pending migrations (fails while any is pending)
 	$(CLI) status
+
+sql: $(STAMP) ## Print the SQL the pending migrations would run (changes nothing)
+	$(CLI) sql $(if $(TO),--to $(TO))
+
+check: $(STAMP) ## Compare the live database with the schema and the models
+	$(CLI) check
 
 test: $(STAMP) ## Run the tests on SQLite and PostgreSQL (PYTEST_ARGS=... to pass more)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -39,4 +45,5 @@ lint: $(STAMP) ## Check the code with ruff
 	$(BIN)/ruff check bitloot_lite migrations tests
 
 clean: ## Remove .venv, caches and the default SQLite file
-	rm -rf $(VENV) .pytest_cache build *.egg-info bitloot.db bitloot.db-wal bitloot.db-shm
+	rm -rf $(VENV) .pytest_cache build *.egg-info bitloot.db bitloot.db-wal bitloot.db-shm \
+		bitloot.db.migrate-lock
