@@ -135,7 +135,7 @@ def _say(message=""):
 
 
 _VERBS = {"migrate": "applied", "rollback": "rolled back",
-          "adopt": "adopted", "baseline": "baselined"}
+          "adopt": "adopted", "baseline": "baselined", "index": "built index"}
 
 
 def _print_step(step):
@@ -306,6 +306,12 @@ def sql(database, where, migrations_dir, to, rollback_steps):
         _say(f"-- {direction} {name}")
         if direction == "adopt":
             _say("-- recorded as applied from the TypeORM history; not run")
+            _say()
+            continue
+        if direction == "after commit":
+            _say("-- outside any transaction (CONCURRENTLY)")
+            for statement, _params in statements:
+                _say(f"{statement.strip()};")
             _say()
             continue
         if pragmas:

@@ -135,7 +135,11 @@ class MigrationFailed(MigrationError):
         self.name = name
         self.direction = direction
         self.cause = cause
-        super().__init__(f"{direction} of {name} failed and was undone: {cause}")
+        if direction == "concurrent index build":  # outside a transaction: nothing to undo
+            super().__init__(f"{direction} of {name} failed: {cause}; "
+                             "run migrate again to finish it")
+        else:
+            super().__init__(f"{direction} of {name} failed and was undone: {cause}")
 
 
 # --------------------------------------------------------------------------- the service layer

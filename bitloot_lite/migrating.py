@@ -19,6 +19,7 @@ from .db import is_postgres, is_sqlite
 from .errors import (
     EditedMigration,
     MigrationError,
+    MigrationFailed,
     NothingToRollback,
     OutOfOrder,
     UnknownMigration,
@@ -46,7 +47,7 @@ class Step:
     """One migration applied, undone, adopted or baselined, and how long it took."""
 
     name: str
-    direction: str  # "migrate", "rollback", "adopt" or "baseline"
+    direction: str  # "migrate", "rollback", "adopt", "baseline" or "index"
     seconds: float
 
 
@@ -112,7 +113,10 @@ def migrate(database, to=None, migrations_dir=None, *, lock_timeout=None,
         _edited(router, history, allow_edited)
         plan = _plan(todo, history, to)
         _check_order(plan, history, allow_out_of_order)
-        return _run(router, plan, on_step)
+        for name in history:  # finish what a killed deploy left unbuilt
+            if name in todo:
+                _build_indexes(router, name, on_step, on_wait)
+        return _run(router, plan, on_step, on_wait=on_wait)
 
 
 def rollback(database, steps=1, to=None, migrations_dir=None, *, lock_timeout=None,
@@ -194,6 +198,9 @@ def preview(database, to=None, migrations_dir=None, *, rollback_steps=None,
             router.run_one(name, router.migrator, fake=False, downgrade=downgrade)
             writes = [s for s in statements if not _is_read_or_savepoint(s[0])]
             result.append((name, "rollback" if downgrade else "migrate", writes))
+            after = [] if downgrade else list(router.concurrent_indexes(name).values())
+            if after:
+                result.append((name, "after commit", [(sql, ()) for sql in after]))
         transaction.rollback()
     return result
 
@@ -305,7 +312,7 @@ def _rollback_plan(done, todo, steps, to):
     return plan
 
 
-def _run(router, plan, on_step, downgrade=False):
+def _run(router, plan, on_step, downgrade=False, on_wait=None):
     done = []
     for name in plan:
         started = time.perf_counter()
@@ -313,7 +320,18 @@ def _run(router, plan, on_step, downgrade=False):
         done.append(name)
         _report(on_step, Step(name, "rollback" if downgrade else "migrate",
                               time.perf_counter() - started))
+        if not downgrade:
+            _build_indexes(router, name, on_step, on_wait)
     return done
+
+
+def _build_indexes(router, name, on_step, on_wait):
+    try:
+        built = router.build_concurrent_indexes(name, on_wait)
+    except Exception as exc:
+        raise MigrationFailed(name, "concurrent index build", exc) from exc
+    for index, seconds in built:
+        _report(on_step, Step(f"{name}: {index}", "index", seconds))
 
 
 def _report(callback, step):

@@ -6,6 +6,7 @@ import hashlib
 import importlib.resources
 import logging
 import os
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -171,6 +172,60 @@ class Router(_Router):
             self.__dict__.pop("migrator", None)
             raise MigrationFailed(name, direction, exc) from exc
         return name
+
+    def concurrent_indexes(self, name):
+        """{index: CREATE INDEX CONCURRENTLY ...} that migration ``name`` builds after commit."""
+        if not is_postgres(self.database):
+            return {}
+        return dict(self.scope(name).get("POSTGRES_CONCURRENT_INDEXES", {}))
+
+    def build_concurrent_indexes(self, name, on_wait=None):
+        """Build (or finish) the indexes migration ``name`` makes outside its transaction.
+
+        Idempotent: a valid index is left alone. An INVALID one (a failed or
+        killed build) is dropped and built again, but only once no other
+        backend is still building it: a build whose client was SIGKILLed keeps
+        running on the server, holding its locks, and a second build of the
+        same index started beside it would deadlock with it.
+        Returns [(index, seconds)] for the indexes built.
+        """
+        built = []
+        for index, statement in self.concurrent_indexes(name).items():
+            self._wait_for_other_builds(index, on_wait)
+            valid = self._index_valid(index)
+            if valid:
+                continue
+            started = time.perf_counter()
+            if valid is False:
+                logger.info("dropping the INVALID index %s left by an earlier build", index)
+                self.database.execute_sql(f'DROP INDEX CONCURRENTLY IF EXISTS "{index}"')
+            logger.info("building %s concurrently", index)
+            self.database.execute_sql(statement)
+            built.append((index, time.perf_counter() - started))
+        return built
+
+    def _index_valid(self, index):
+        row = self.database.execute_sql(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "WHERE c.relname = %s AND pg_table_is_visible(c.oid)", (index,)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def _wait_for_other_builds(self, index, on_wait):
+        waited = False
+        while True:
+            row = self.database.execute_sql(
+                "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                "AND datname = current_database() AND state = 'active' "
+                "AND query ILIKE '%%index%%concurrently%%' AND strpos(query, %s) > 0 LIMIT 1",
+                (f'"{index}"',),
+            ).fetchone()
+            if row is None:
+                return
+            if not waited and on_wait is not None:
+                on_wait(f"pid {row[0]} (still building {index})")
+            waited = True
+            time.sleep(0.2)
 
     def _foreign_keys_off(self):
         if self.previewing or not is_sqlite(self.database):

@@ -107,13 +107,13 @@ def create_order(email, items, total=None):
     oid, *item_ids = uuid4s(1 + len(lines))
     order_id = uuid.UUID(oid)
     order = make(Order, id=order_id, created_at=now, updated_at=now, email=email,
-                  status=S.CREATED, total=amount, kinguin_reservation_id=None)
+                 status=S.CREATED, total=amount, kinguin_reservation_id=None)
     order.items = []
     params = [oid, email, total, stamp, stamp]
     for item_id, (product, quantity) in zip(item_ids, lines, strict=True):
         params += (item_id, oid, product, quantity, stamp, stamp)
         item = make(OrderItem, id=uuid.UUID(item_id), created_at=now, updated_at=now,
-                     order=order_id, product_id=product, quantity=quantity, signed_url=None)
+                    order=order_id, product_id=product, quantity=quantity, signed_url=None)
         item.__rel__["order"] = order
         order.items.append(item)
     if isinstance(db, pw.PostgresqlDatabase):
@@ -125,8 +125,8 @@ def create_order(email, items, total=None):
             run(db, "insert_order", params[:5])
             run(db, "insert_items", params[5:], len(lines))
     else:
-        # peewee's own atomic() sends these same two statements; its bookkeeping
-        # is only needed for nesting, and costs as much as the SQL here.
+        # The BEGIN and COMMIT that peewee's atomic() would send, without its
+        # bookkeeping (only needed for nesting): this is the checkout hot path.
         cursor = db.cursor()
         cursor.execute("BEGIN")
         try:

@@ -25,6 +25,17 @@ RESERVATION_INDEX = (
     'CREATE INDEX "IDX_orders_kinguinReservationId" ON "orders" ("kinguinReservationId")'
 )
 
+# On PostgreSQL the index on the existing (possibly large) orders table is
+# built by the runner after this migration's transaction commits, with CREATE
+# INDEX CONCURRENTLY: a plain CREATE INDEX would block every write to orders
+# for the whole build. The runner also finishes a build a killed deploy left
+# missing or INVALID. {index name: statement}
+POSTGRES_CONCURRENT_INDEXES = {
+    "IDX_orders_kinguinReservationId": RESERVATION_INDEX.replace(
+        "CREATE INDEX", "CREATE INDEX CONCURRENTLY", 1
+    ),
+}
+
 POSTGRES_UP = [
     'ALTER TABLE "orders" ADD "kinguinReservationId" varchar(255)',
     """COMMENT ON COLUMN "orders"."kinguinReservationId" IS """
@@ -41,7 +52,6 @@ POSTGRES_UP = [
     CONSTRAINT "PK_e63d5d51e0192635ab79aa49644" PRIMARY KEY ("id")
 )""",
     *KEYS_INDEXES,
-    RESERVATION_INDEX,
 ]
 
 SQLITE_UP = [
@@ -62,7 +72,7 @@ SQLITE_UP = [
 ]
 
 DOWN = [
-    'DROP INDEX "IDX_orders_kinguinReservationId"',
+    'DROP INDEX IF EXISTS "IDX_orders_kinguinReservationId"',
     'DROP TABLE "keys"',
     'ALTER TABLE "orders" DROP COLUMN "kinguinReservationId"',
 ]

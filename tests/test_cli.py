@@ -125,14 +125,16 @@ def assert_clean_error(result, code=None):
 # --- migrate ---------------------------------------------------------------
 
 
-def test_migrate_empty_database_lists_each_migration_with_its_time(db_url):
+def test_migrate_empty_database_lists_each_migration_with_its_time(db_url, backend):
     result = ok("migrate", "--database", db_url)
 
-    lines = result.stdout.splitlines()
-    assert len(lines) == 6, result.stdout
+    # On PostgreSQL the index 005 adds to orders is built after its commit, CONCURRENTLY.
+    index = ["built index 005_add_keys_reservation: IDX_orders_kinguinReservationId"]
+    lines = [line.split(" (")[0] for line in result.stdout.splitlines()]
+    assert lines[5:-1] == (index if backend == "postgres" else [])
     assert steps(result) == [("applied", name) for name in MIGRATIONS]
-    assert all(STEP_LINE.match(line) for line in lines[:5])
-    assert lines[5].startswith("5 migration(s) applied to ")
+    assert all(STEP_LINE.match(line) for line in result.stdout.splitlines()[:5])
+    assert lines[-1].startswith("5 migration(s) applied to ")
     assert result.stderr == ""
     assert applied_names(db_url) == MIGRATIONS
 
