@@ -1,11 +1,17 @@
 """From a URL to a connected peewee Database, with the pragmas and timeouts we rely on."""
 
+import contextlib
 import logging
 import os
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import peewee as pw
 from playhouse import db_url
+
+try:
+    import psycopg2
+except ImportError:  # pragma: no cover - psycopg2-binary is a dependency
+    psycopg2 = None
 
 from .errors import DatabaseUnavailable, InvalidDatabaseURL
 
@@ -17,7 +23,8 @@ DEFAULT_URL = "sqlite:///bitloot.db"
 
 #: Every SQLite connection: foreign keys enforced (SQLite's default is off),
 #: WAL so readers never block the writer, and a busy timeout (ms) so a second
-#: writer waits instead of failing at once.
+#: writer waits instead of failing at once (then: DatabaseBusy). A URL may set
+#: another: ``sqlite:///bitloot.db?busy_timeout=2000``.
 SQLITE_PRAGMAS = {"foreign_keys": 1, "journal_mode": "wal", "busy_timeout": 5000}
 
 #: Our timestamp columns are "timestamp without time zone" holding UTC; the
@@ -26,6 +33,79 @@ POSTGRES_OPTIONS = "-c timezone=UTC"
 
 #: The models' Meta.database; ``connect`` binds it to the opened database.
 database_proxy = pw.DatabaseProxy()
+
+#: What a statement on a connection the server has closed may raise (peewee's
+#: wrappers, or the driver's own exceptions where peewee does not wrap them).
+_CONNECTION_ERRORS = (pw.PeeweeException,) + ((psycopg2.Error,) if psycopg2 else ())
+
+
+class PostgresqlDatabase(pw.PostgresqlDatabase):
+    """peewee's PostgresqlDatabase, reconnecting after the server closed the connection.
+
+    A restarted or failed-over server, or a proxy that dropped an idle
+    connection, leaves the connection dead; peewee would fail every later call
+    on it. Here, a statement (or a BEGIN) that fails because the connection is
+    gone is tried once more on a new connection, but only outside a transaction:
+    inside one, the server has already rolled back what the transaction did, so
+    the error is raised (a service call turns it into a StorageError), the
+    rollback of the dead transaction is a no-op, and the next call reconnects.
+    Nothing is ever half applied or applied twice by the retry itself, as the
+    statement retried is one that ran in autocommit mode and did not complete.
+    (If the server dies after committing such a statement but before answering,
+    the retry runs it again: our inserts then fail on their primary key, and
+    the guarded updates match nothing.)
+
+    Nor does it reconnect inside a ``pinned()`` block: session state (the
+    migration's advisory lock) would not survive a new connection.
+    """
+
+    def execute_sql(self, sql, params=None):
+        return self.reconnecting(super().execute_sql, sql, params)
+
+    def begin(self, *args, **kwargs):
+        return self.reconnecting(super().begin, *args, **kwargs)
+
+    def rollback(self):
+        if self.connection_lost():
+            return  # the server rolled the transaction back when the connection died
+        super().rollback()
+
+    def connection_lost(self):
+        """Whether this thread's connection was open and the server has closed it."""
+        connection = None if self._state.closed else self._state.conn
+        return bool(connection is not None and getattr(connection, "closed", 0))
+
+    def reconnecting(self, function, *args, **kwargs):
+        """``function(*args, **kwargs)``, run once more on a new connection if it
+        failed because the connection was lost, outside any transaction."""
+        state = self._state
+        if getattr(state, "bitloot_no_retry", 0):  # an outer call retries, or pinned
+            return function(*args, **kwargs)
+        state.bitloot_no_retry = 1
+        try:
+            try:
+                return function(*args, **kwargs)
+            except _CONNECTION_ERRORS:
+                if self.in_transaction() or not self.connection_lost():
+                    raise
+            logger.warning("the database server closed the connection; reconnecting")
+            with contextlib.suppress(*_CONNECTION_ERRORS):
+                self.close()  # resets peewee's per-thread connection state even if it fails
+            self.connect()
+            return function(*args, **kwargs)
+        finally:
+            state.bitloot_no_retry = 0
+
+    @contextlib.contextmanager
+    def pinned(self):
+        """For the block, a lost connection is an error, never a silent reconnect."""
+        state = self._state
+        saved = getattr(state, "bitloot_no_retry", 0)
+        state.bitloot_no_retry = 1
+        try:
+            yield
+        finally:
+            state.bitloot_no_retry = saved
 
 
 def resolve_url(url=None):
@@ -90,6 +170,9 @@ def _unwrap(database):
 def open_database(url=None):
     """Open (and test) the database at ``url`` without binding the models to it."""
     url = resolve_url(url)
+    if not isinstance(url, str):  # its repr could hold a password: named by its type only
+        raise InvalidDatabaseURL(f"<{type(url).__name__}>",
+                                 "a database URL is a str, e.g. sqlite:///bitloot.db")
     masked = mask_url(url)
     # Each error is raised after its except block: ``raise ... from None`` only hides
     # __context__ from tracebacks, and the driver's exception (whose text may hold the
@@ -97,6 +180,9 @@ def open_database(url=None):
     error = None
     try:
         database = db_url.connect(url, unquote_password=True, unquote_user=True)
+        if type(database) is pw.PostgresqlDatabase:  # the same settings, reconnecting
+            database = PostgresqlDatabase(**db_url.parse(url, unquote_password=True,
+                                                          unquote_user=True))
     except (RuntimeError, ValueError) as exc:  # unknown scheme, no db name, bad port or host
         reason = _scrub(str(exc).replace(url, masked), url)
         if "://" not in url:
@@ -105,13 +191,19 @@ def open_database(url=None):
     if error is not None:
         raise error
     if isinstance(database, pw.SqliteDatabase):
-        database._pragmas = list(SQLITE_PRAGMAS.items())
+        busy_timeout = database.connect_params.pop("busy_timeout", SQLITE_PRAGMAS["busy_timeout"])
+        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, int):
+            raise InvalidDatabaseURL(masked, "busy_timeout must be a whole number of "
+                                             f"milliseconds, not {busy_timeout!r}")
+        database._pragmas = list({**SQLITE_PRAGMAS, "busy_timeout": busy_timeout}.items())
     elif isinstance(database, pw.PostgresqlDatabase):
         # An options= in the URL's query wins over ours.
         database.connect_params.setdefault("options", POSTGRES_OPTIONS)
     try:
         database.connect(reuse_if_open=True)
     except pw.ImproperlyConfigured as exc:  # e.g. "MySQL driver not installed!"
+        error = InvalidDatabaseURL(masked, _scrub(str(exc), url))
+    except (TypeError, ValueError) as exc:  # an unknown or malformed ?parameter (SQLite)
         error = InvalidDatabaseURL(masked, _scrub(str(exc), url))
     except pw.DatabaseError as exc:
         lines = str(exc).strip().splitlines()

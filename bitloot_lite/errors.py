@@ -135,6 +135,10 @@ class MigrationFailed(MigrationError):
         self.name = name
         self.direction = direction
         self.cause = cause
+        lines = str(cause).strip().splitlines()
+        if lines and lines[0].strip().lower() in ("database is locked", "database table is locked"):
+            cause = (f"{lines[0].strip()}: another connection holds a write lock on the "
+                     "database (waited the busy timeout); run it again once that is done")
         if direction == "concurrent index build":  # outside a transaction: nothing to undo
             super().__init__(f"{direction} of {name} failed: {cause}; "
                              "run migrate again to finish it")
@@ -274,6 +278,23 @@ class StorageError(BitlootError):
         self.operation = operation
         self.reason = reason
         super().__init__(f"{operation} failed in the database: {reason}")
+
+
+class DatabaseBusy(StorageError):
+    """Another connection held the lock ``operation`` needed for longer than the busy
+    timeout (``seconds``; None where unknown); nothing was written: try again later.
+
+    On SQLite: another writer's transaction ("database is locked") outlasted the
+    busy timeout (5 s; ``?busy_timeout=MS`` in the URL). On PostgreSQL: a
+    ``lock_timeout`` ran out.
+    """
+
+    def __init__(self, operation, seconds=None):
+        self.seconds = seconds
+        timeout = "its lock timeout" if seconds is None else f"the busy timeout ({seconds:g}s)"
+        super().__init__(operation, f"the database is locked: another connection held a lock "
+                                    f"it needed for longer than {timeout}; nothing was "
+                                    "written, try again later")
 
 
 def _value(status):

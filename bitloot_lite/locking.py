@@ -16,6 +16,7 @@ import logging
 import os
 import time
 
+from . import validating as check
 from .db import is_postgres
 from .errors import LockTimeout
 
@@ -35,6 +36,7 @@ def migration_lock(database, timeout=None, on_wait=None):
     Waits up to ``timeout`` seconds (None: for ever), calling ``on_wait(holder)``
     once if it has to wait; raises LockTimeout when the time runs out.
     """
+    timeout = check.seconds("lock_timeout", timeout, finite=False)
     lock = _PostgresLock(database) if is_postgres(database) else _FileLock(database)
     deadline = None if timeout is None else time.monotonic() + timeout
     waited = False
@@ -48,8 +50,12 @@ def migration_lock(database, timeout=None, on_wait=None):
         if deadline is not None and time.monotonic() >= deadline:
             raise LockTimeout(timeout, lock.holder())
         time.sleep(POLL_INTERVAL)
+    # A PostgreSQL advisory lock belongs to the session: the database must not
+    # reconnect behind our back while we hold it (db.PostgresqlDatabase.pinned).
+    pinned = getattr(database, "pinned", contextlib.nullcontext)
     try:
-        yield
+        with pinned():
+            yield
     finally:
         lock.release()
 
@@ -63,6 +69,9 @@ class _PostgresLock:
         return cursor.fetchone()[0]
 
     def release(self):
+        lost = getattr(self.database, "connection_lost", None)
+        if lost is not None and lost():
+            return  # the lock went with the session
         self.database.execute_sql("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
 
     def holder(self):

@@ -23,6 +23,7 @@ from .errors import (
     NothingToRollback,
     OutOfOrder,
     UnknownMigration,
+    ValidationError,
 )
 from .locking import migration_lock
 from .models import MODELS
@@ -303,6 +304,9 @@ def _rollback_plan(done, todo, steps, to):
             raise UnknownMigration(to, done)
         plan = done[done.index(to) + 1:][::-1]
     else:
+        if isinstance(steps, bool) or not isinstance(steps, int):
+            raise ValidationError("steps", steps, "must be a whole number of migrations, "
+                                                  f"not {type(steps).__name__}")
         if steps < 1 or steps > len(done):
             raise NothingToRollback(steps, len(done))
         plan = done[-steps:][::-1]

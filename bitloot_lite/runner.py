@@ -15,8 +15,15 @@ import peewee as pw
 from peewee_migrate import Router as _Router
 from peewee_migrate.models import MigrateHistory
 
-from .db import is_postgres, is_sqlite
-from .errors import MigrationFailed, MigrationsNotFound, UnknownMigration
+from . import validating as check
+from .db import _unwrap, is_postgres, is_sqlite
+from .errors import (
+    ConfigurationError,
+    MigrationFailed,
+    MigrationsNotFound,
+    UnknownMigration,
+    ValidationError,
+)
 
 logger = logging.getLogger("bitloot_lite.migrating")
 
@@ -61,6 +68,13 @@ class Router(_Router):
     """
 
     def __init__(self, database, migrate_dir=None, ddl_lock_timeout=DDL_LOCK_TIMEOUT):
+        if not isinstance(_unwrap(database), pw.Database):
+            raise ConfigurationError(f"expected a connected peewee Database (see "
+                                     f"bitloot_lite.connect), not {type(database).__name__}")
+        if migrate_dir is not None and not isinstance(migrate_dir, (str, os.PathLike)):
+            raise ValidationError("migrations_dir", migrate_dir,
+                                  f"must be a path, not {type(migrate_dir).__name__}")
+        ddl_lock_timeout = check.seconds("ddl_lock_timeout", ddl_lock_timeout)
         migrate_dir = Path(migrate_dir) if migrate_dir else default_migrations_dir()
         super().__init__(database, migrate_dir=migrate_dir, migrate_table=HISTORY_TABLE)
         self.ddl_lock_timeout = ddl_lock_timeout

@@ -22,7 +22,7 @@ import weakref
 
 import peewee as pw
 
-from .errors import ConfigurationError, StorageError
+from .errors import ConfigurationError, DatabaseBusy, StorageError
 from .fields import utcnow
 from .models import Key, Order, OrderItem, Payment, WebhookLog
 
@@ -54,15 +54,25 @@ def run(db, name, params=(), arg=None):
     """Execute statement ``name`` on ``db``; returns the cursor."""
     postgres = isinstance(db, pw.PostgresqlDatabase)
     text, prepares = _compile(name, postgres, arg)
-    if prepares:
-        prepared = _PREPARED.setdefault(db.connection(), set())
-        for statement_name, prepare in prepares:
-            if statement_name not in prepared:
-                # Connection set-up, like a pragma: sent by itself, once, and not
-                # through execute_sql (it is no query of the call). PREPARE is not
-                # transactional, so a later rollback cannot undo it.
-                db.cursor().execute(prepare)
-                prepared.add(statement_name)
+    if not prepares:
+        return db.execute_sql(text, params)
+    # A lost connection is retried on a new one (db.PostgresqlDatabase) from the
+    # PREPAREs on: the new connection has none of the old one's statements.
+    reconnecting = getattr(db, "reconnecting", None)
+    if reconnecting is None:
+        return _execute_prepared(db, text, params, prepares)
+    return reconnecting(_execute_prepared, db, text, params, prepares)
+
+
+def _execute_prepared(db, text, params, prepares):
+    prepared = _PREPARED.setdefault(db.connection(), set())
+    for statement_name, prepare in prepares:
+        if statement_name not in prepared:
+            # Connection set-up, like a pragma: sent by itself, once, and not
+            # through execute_sql (it is no query of the call). PREPARE is not
+            # transactional, so a later rollback cannot undo it.
+            db.cursor().execute(prepare)
+            prepared.add(statement_name)
     return db.execute_sql(text, params)
 
 
@@ -116,11 +126,43 @@ def api(function):
         try:
             return function(*args, **kwargs)
         except _DATABASE_ERRORS as exc:
-            error = StorageError(function.__name__, _describe(exc))
+            if _is_busy(exc):
+                error = DatabaseBusy(function.__name__, _busy_timeout())
+            else:
+                error = StorageError(function.__name__, _describe(exc))
         logger.debug("%s", error)
         raise error
 
     return wrapper
+
+
+#: SQLite's "another connection holds the lock" (after waiting the busy timeout),
+#: and PostgreSQL's lock_not_available (a lock_timeout ran out).
+_BUSY_MESSAGES = ("database is locked", "database table is locked")
+_BUSY_SQLSTATES = ("55P03",)
+
+
+def _is_busy(exc):
+    for error in (exc, exc.args[0] if exc.args else None, exc.__cause__, exc.__context__):
+        if isinstance(error, BaseException) and (
+            getattr(error, "pgcode", None) in _BUSY_SQLSTATES
+            or (getattr(error, "sqlite_errorname", None) or "").startswith(
+                ("SQLITE_BUSY", "SQLITE_LOCKED"))
+            or str(error).strip().lower() in _BUSY_MESSAGES
+        ):
+            return True
+    return False
+
+
+def _busy_timeout():
+    """The bound SQLite database's busy timeout in seconds (None if unknown)."""
+    try:
+        db = bound_database()
+        if isinstance(db, pw.SqliteDatabase):
+            return db.execute_sql("PRAGMA busy_timeout").fetchone()[0] / 1000
+    except Exception:  # noqa: BLE001 - only for the message
+        pass
+    return None
 
 
 def _describe(exc):

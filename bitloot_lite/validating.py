@@ -117,7 +117,11 @@ def json_value(field, value, *, required=True):
             raise ValidationError(field, value, "is required")
         return None
     _check_json(field, value, 0)
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    except ValueError as exc:  # e.g. an int of more digits than Python will convert
+        reason = f"cannot be written as JSON: {str(exc).split(';')[0]}"
+    raise ValidationError(field, value, reason)
 
 
 def _check_json(field, value, depth):
@@ -142,6 +146,22 @@ def _check_json(field, value, depth):
             _check_json(field, element, depth + 1)
     else:
         raise ValidationError(field, value, f"holds a {type(value).__name__}, not a JSON value")
+
+
+def seconds(field, value, *, finite=True):
+    """A duration in seconds: an int or float (not a bool), 0 or more; None passes.
+
+    ``finite=False`` also lets infinity through (no limit).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(field, value, f"must be a number of seconds, not "
+                                            f"{type(value).__name__}")
+    if math.isnan(value) or value < 0 or (finite and math.isinf(value)):
+        raise ValidationError(field, value, "must be a finite number of seconds, 0 or more"
+                              if finite else "must be a number of seconds, 0 or more")
+    return value
 
 
 def boolean(field, value):
@@ -241,15 +261,20 @@ def storage_refs(value):
 
 def cutoff(field, value):
     """A naive UTC datetime from a datetime (naive = UTC) or an age (timedelta)."""
-    if isinstance(value, dt.timedelta):
-        if value < dt.timedelta(0):
-            raise ValidationError(field, value, "must not be negative")
-        value = utcnow() - value
-    if not isinstance(value, dt.datetime):
-        raise ValidationError(field, value, "must be a datetime or a timedelta")
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return value
+    try:
+        if isinstance(value, dt.timedelta):
+            if value < dt.timedelta(0):
+                raise ValidationError(field, value, "must not be negative")
+            value = utcnow() - value
+        if not isinstance(value, dt.datetime):
+            raise ValidationError(field, value, "must be a datetime or a timedelta")
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    except OverflowError:  # an age reaching back before year 1, or its UTC time would
+        reason = "is out of range (before year 1 or after year 9999 in UTC)"
+    else:
+        return value
+    raise ValidationError(field, value, reason)
 
 
 def ip_address(field, value):
