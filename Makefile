@@ -7,6 +7,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CLI    := $(BIN)/bitloot-lite
 PYTEST_ARGS ?=
+BENCH_STAMP := $(VENV)/.bench-installed
+BITLOOT_BENCH_PG_URL ?= postgresql://postgres@127.0.0.1:5432/postgres
 
 .DEFAULT_GOAL := help
 .PHONY: help install migrate rollback status sql check test lint bench clean
@@ -42,7 +44,15 @@ test: $(STAMP) ## Run the tests on SQLite and PostgreSQL (PYTEST_ARGS=... to pas
 
 lint: $(STAMP) ## Check the code with ruff
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check ruff
-	$(BIN)/ruff check bitloot_lite migrations tests
+	$(BIN)/ruff check bitloot_lite migrations tests bench
+
+# The bench extra (SQLAlchemy, a contender) on top of the test install.
+$(BENCH_STAMP): $(STAMP) setup.cfg pyproject.toml
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	touch $@
+
+bench: $(BENCH_STAMP) ## Benchmarks on SQLite and PostgreSQL (BITLOOT_BENCH_SCALE=0.1 for a quick run)
+	BITLOOT_BENCH_PG_URL='$(BITLOOT_BENCH_PG_URL)' $(BIN)/python -m bench.run
 
 clean: ## Remove .venv, caches and the default SQLite file
 	rm -rf $(VENV) .pytest_cache build *.egg-info bitloot.db bitloot.db-wal bitloot.db-shm \

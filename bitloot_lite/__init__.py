@@ -26,7 +26,6 @@ from .errors import (
     UnknownMigration,
     ValidationError,
 )
-from .migrating import migrate, pending, rollback, status
 from .models import Key, Order, OrderItem, OrderStatus, Payment, PaymentStatus, WebhookLog
 from .services import (
     add_keys,
@@ -42,6 +41,18 @@ from .services import (
 )
 
 __version__ = "0.1.0"
+
+#: Imported on first use: the migration machinery (peewee-migrate, which imports
+#: unittest.mock and asyncio) doubles the import time of a script that never migrates.
+_MIGRATING = ("migrate", "pending", "rollback", "status")
+
+
+def __getattr__(name):
+    if name in _MIGRATING:
+        from . import migrating
+
+        return getattr(migrating, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "AdoptionError",

@@ -6,7 +6,6 @@ import os
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import peewee as pw
-from playhouse import db_url
 
 try:
     import psycopg2
@@ -179,6 +178,8 @@ def open_database(url=None):
     # raw URL, password included) would still hang off ours.
     error = None
     try:
+        from playhouse import db_url  # here, not at import: it loads every pool class
+
         database = db_url.connect(url, unquote_password=True, unquote_user=True)
         if type(database) is pw.PostgresqlDatabase:  # the same settings, reconnecting
             database = PostgresqlDatabase(**db_url.parse(url, unquote_password=True,
