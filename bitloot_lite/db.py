@@ -227,3 +227,23 @@ def _scrub(text, url):
     for secret in url_secrets(url):
         text = text.replace(secret, "***")
     return text
+
+
+@contextlib.contextmanager
+def recording(database):
+    """Record (sql, params) of every statement ``database`` runs in the block.
+
+    The SQL preview uses it, and the tests count queries with it.
+    """
+    statements = []
+    original = database.execute_sql
+
+    def execute_sql(sql, params=None, *args, **kwargs):
+        statements.append((sql, tuple(params or ())))
+        return original(sql, params, *args, **kwargs)
+
+    database.execute_sql = execute_sql
+    try:
+        yield statements
+    finally:
+        del database.execute_sql

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from . import adopting, schema, target
-from .db import is_postgres, is_sqlite
+from .db import is_postgres, is_sqlite, recording
 from .errors import (
     EditedMigration,
     MigrationError,
@@ -182,7 +182,7 @@ def preview(database, to=None, migrations_dir=None, *, rollback_steps=None,
         _sequence_kept(database),
         keys_off,
         database.atomic() as transaction,
-        _capture(database) as statements,
+        recording(database) as statements,
     ):
         history = router.history()
         adoptable = _adoptable(router, todo, history)
@@ -342,23 +342,6 @@ def _report(callback, step):
     logger.info("%s %s in %.3fs", step.direction, step.name, step.seconds)
     if callback is not None:
         callback(step)
-
-
-@contextlib.contextmanager
-def _capture(database):
-    """Collect (sql, params) of every statement ``database`` runs in the block."""
-    statements = []
-    original = database.execute_sql
-
-    def execute_sql(sql, params=None, *args, **kwargs):
-        statements.append((sql, tuple(params or ())))
-        return original(sql, params, *args, **kwargs)
-
-    database.execute_sql = execute_sql
-    try:
-        yield statements
-    finally:
-        del database.execute_sql
 
 
 def _is_read_or_savepoint(sql):

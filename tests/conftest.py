@@ -15,7 +15,7 @@ import peewee as pw
 import pytest
 
 import bitloot_lite
-from bitloot_lite.db import open_database
+from bitloot_lite.db import open_database, recording
 
 PG_URL = os.environ.get("BITLOOT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -86,28 +86,22 @@ def migrated(database):
 class QueryCounter:
     """Counts the statements a database runs (peewee's assertQueryCount, as a helper)."""
 
-    def __init__(self):
-        self.statements = []
+    def __init__(self, recorded):
+        self.recorded = recorded
+
+    @property
+    def statements(self):
+        return [sql for sql, _params in self.recorded]
 
     @property
     def count(self):
-        return len(self.statements)
+        return len(self.recorded)
 
 
 @contextlib.contextmanager
 def count_queries(database):
-    counter = QueryCounter()
-    original = database.execute_sql
-
-    def execute_sql(sql, params=None, *args, **kwargs):
-        counter.statements.append(sql)
-        return original(sql, params, *args, **kwargs)
-
-    database.execute_sql = execute_sql
-    try:
-        yield counter
-    finally:
-        del database.execute_sql
+    with recording(database) as recorded:
+        yield QueryCounter(recorded)
 
 
 @pytest.fixture
