@@ -42,14 +42,44 @@ def pg_admin():
     admin.close()
 
 
-@pytest.fixture
-def pg_url(pg_admin):
-    """The URL of a new, empty PostgreSQL database, dropped after the test."""
+@contextlib.contextmanager
+def throwaway_url(request, backend, folder):
+    """The URL of a new, empty database on ``backend``, dropped (PostgreSQL) after the block.
+
+    SQLite's is a file in ``folder``; fixtures of any scope share this.
+    """
+    if backend != "postgres":
+        yield f"sqlite:///{folder / 'bitloot.db'}"
+        return
+    admin = request.getfixturevalue("pg_admin")
     name = f"bitloot_test_{uuid.uuid4().hex[:12]}"
-    pg_admin.execute_sql(f'CREATE DATABASE "{name}"')
-    yield _pg_url_for(name)
-    bitloot_lite.db.database_proxy.initialize(None)
-    pg_admin.execute_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.execute_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield _pg_url_for(name)
+    finally:
+        bitloot_lite.db.database_proxy.initialize(None)
+        admin.execute_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def opened(url):
+    """A connection of its own to ``url`` (models not bound), closed after the block."""
+    database = open_database(url)
+    try:
+        yield database
+    finally:
+        database.close()
+
+
+def fetch(database, sql, params=None):
+    return [tuple(row) for row in database.execute_sql(sql, params).fetchall()]
+
+
+@pytest.fixture
+def pg_url(request, tmp_path):
+    """The URL of a new, empty PostgreSQL database, dropped after the test."""
+    with throwaway_url(request, "postgres", tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

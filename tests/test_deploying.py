@@ -23,10 +23,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from click.testing import CliRunner
+from conftest import fetch, opened
 
 from bitloot_lite import schema
 from bitloot_lite.cli import cli
-from bitloot_lite.db import is_postgres, open_database
+from bitloot_lite.db import is_postgres
 from bitloot_lite.errors import EditedMigration, LockTimeout, MigrationFailed, OutOfOrder
 from bitloot_lite.locking import migration_lock
 from bitloot_lite.migrating import (
@@ -120,20 +121,6 @@ def steps(output):
 
 def is_pg(url):
     return url.startswith(("postgresql:", "postgres:"))
-
-
-@contextlib.contextmanager
-def opened(url):
-    """A connection of its own to ``url`` (models not bound), closed after the block."""
-    database = open_database(url)
-    try:
-        yield database
-    finally:
-        database.close()
-
-
-def fetch(database, sql, params=None):
-    return [tuple(row) for row in database.execute_sql(sql, params).fetchall()]
 
 
 def history_rows(database):

@@ -32,6 +32,7 @@ import conftest
 import peewee as pw
 import pytest
 from click.testing import CliRunner
+from conftest import fetch, opened
 
 import bitloot_lite
 from bitloot_lite import (
@@ -135,19 +136,6 @@ def wait_for(condition, what, timeout=WAIT, process=None):
             pytest.fail(f"the process exited {process.returncode} before {what}:\n{out}{err}")
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.02)
-
-
-@contextlib.contextmanager
-def opened(url):
-    database = open_database(url)
-    try:
-        yield database
-    finally:
-        database.close()
-
-
-def fetch(database, sql, params=None):
-    return [tuple(row) for row in database.execute_sql(sql, params).fetchall()]
 
 
 def history(database):
@@ -855,31 +843,23 @@ def test_migrate_against_a_locked_database_is_a_clear_error_and_changes_nothing(
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def world_db(request, tmp_path_factory):
     """One database per backend for the bad-input tests, holding one of everything."""
-    if request.param == "postgres":
-        admin = request.getfixturevalue("pg_admin")
-        name = f"bitloot_test_{uuid.uuid4().hex[:12]}"
-        admin.execute_sql(f'CREATE DATABASE "{name}"')
-        url = conftest._pg_url_for(name)
-    else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('bad-input') / 'bitloot.db'}"
-    database = bitloot_lite.connect(url)
-    bitloot_lite.migrate(database)
-    paid = bitloot_lite.create_order("a@example.com", [("prod-a", 1), ("prod-b", 2)])
-    for status in ("waiting", "paid"):
-        bitloot_lite.set_status(paid, status)
-    bitloot_lite.attach_reservation(paid, "res-1")
-    bitloot_lite.add_keys(paid.items[0], ["keys/a"])
-    bitloot_lite.record_payment(paid, "pay-1", "finished", price_amount="19.99")
-    bitloot_lite.record_webhook("hook-1", "payment", {"ok": True}, order=paid)
-    fresh = bitloot_lite.create_order("b@example.com", [("prod-c", 1)])
-    world = SimpleNamespace(url=url, db=database, paid=paid, fresh=fresh,
-                            full_item=paid.items[0], item=paid.items[1],
-                            key=bitloot_lite.keys_for_order(paid)[0])
-    yield world
-    database.close()
-    bitloot_lite.db.database_proxy.initialize(None)
-    if request.param == "postgres":
-        admin.execute_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    folder = tmp_path_factory.mktemp("bad-input")
+    with conftest.throwaway_url(request, request.param, folder) as url:
+        database = bitloot_lite.connect(url)
+        bitloot_lite.migrate(database)
+        paid = bitloot_lite.create_order("a@example.com", [("prod-a", 1), ("prod-b", 2)])
+        for status in ("waiting", "paid"):
+            bitloot_lite.set_status(paid, status)
+        bitloot_lite.attach_reservation(paid, "res-1")
+        bitloot_lite.add_keys(paid.items[0], ["keys/a"])
+        bitloot_lite.record_payment(paid, "pay-1", "finished", price_amount="19.99")
+        bitloot_lite.record_webhook("hook-1", "payment", {"ok": True}, order=paid)
+        fresh = bitloot_lite.create_order("b@example.com", [("prod-c", 1)])
+        world = SimpleNamespace(url=url, db=database, paid=paid, fresh=fresh,
+                                full_item=paid.items[0], item=paid.items[1],
+                                key=bitloot_lite.keys_for_order(paid)[0])
+        yield world
+        database.close()
 
 
 @pytest.fixture

@@ -61,21 +61,13 @@ TABLES = [model._meta.table_name for model in MODELS]
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def module_db(request, tmp_path_factory):
-    """One db database per backend, shared by the module's tests."""
-    if request.param == "postgres":
-        admin = request.getfixturevalue("pg_admin")
-        name = f"bitloot_test_{uuid.uuid4().hex[:12]}"
-        admin.execute_sql(f'CREATE DATABASE "{name}"')
-        url = conftest._pg_url_for(name)
-    else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('services') / 'bitloot.db'}"
-    database = bitloot_lite.connect(url)
-    bitloot_lite.migrate(database)
-    yield database
-    database.close()
-    bitloot_lite.db.database_proxy.initialize(None)
-    if request.param == "postgres":
-        admin.execute_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    """One database per backend, shared by the module's tests."""
+    folder = tmp_path_factory.mktemp("services")
+    with conftest.throwaway_url(request, request.param, folder) as url:
+        database = bitloot_lite.connect(url)
+        bitloot_lite.migrate(database)
+        yield database
+        database.close()
 
 
 @pytest.fixture
