@@ -65,6 +65,9 @@ class MoneyField(pw.DecimalField):
         kwargs.setdefault("max_digits", 20)
         kwargs.setdefault("decimal_places", 8)
         super().__init__(**kwargs)
+        # Made once: building them took most of the time of a conversion.
+        self._quantum = decimal.Decimal(1).scaleb(-self.decimal_places)
+        self._context = decimal.Context(prec=self.max_digits + 1)
 
     def db_value(self, value):
         if value is None or isinstance(value, pw.Node):
@@ -83,11 +86,8 @@ class MoneyField(pw.DecimalField):
             value = decimal.Decimal(str(value))
         integer_digits = self.max_digits - self.decimal_places
         if value.is_finite() and value.adjusted() < integer_digits:
-            value = value.quantize(
-                decimal.Decimal(1).scaleb(-self.decimal_places),
-                rounding=decimal.ROUND_HALF_UP,
-                context=decimal.Context(prec=self.max_digits + 1),
-            )
+            value = value.quantize(self._quantum, rounding=decimal.ROUND_HALF_UP,
+                                   context=self._context)
         if not value.is_finite() or value.adjusted() >= integer_digits:
             raise ValueError(
                 f"{value} does not fit numeric({self.max_digits},{self.decimal_places})"

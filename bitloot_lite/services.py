@@ -13,6 +13,7 @@ statement per row; ids are uuid4 made in Python, so no RETURNING is needed to
 learn them. Checks that fail are diagnosed afterwards, off the fast path.
 """
 
+import decimal
 import json
 import uuid
 
@@ -36,14 +37,15 @@ from .models import Key, Order, OrderItem, OrderStatus, Payment, PaymentStatus, 
 from .statements import (
     KEY_BATCH,
     api,
+    atomic,
     bound_database,
     load,
     make,
     one,
     run,
     timestamps,
-    transaction,
     uuid4s,
+    write,
 )
 
 S = OrderStatus
@@ -85,7 +87,7 @@ def _mine(value, model):
 # --------------------------------------------------------------------------- orders
 
 
-_ZERO = ("0.00000000", Order.total.python_value("0"))  # total=None: skip the Decimal work
+_ZERO = "0.00000000"
 
 
 @api
@@ -97,11 +99,9 @@ def create_order(email, items, total=None):
     """
     email = check.email(email)
     lines = check.items(items)
-    if total is None:
-        total, amount = _ZERO
-    else:
-        total = check.money("total", total, Order.total)
-        amount = Order.total.python_value(total)
+    # The text written, and the Decimal it reads back as (already rounded).
+    total = _ZERO if total is None else check.money("total", total, Order.total)
+    amount = decimal.Decimal(total)
     db = bound_database()
     now, stamp = timestamps(db)
     oid, *item_ids = uuid4s(1 + len(lines))
@@ -118,24 +118,11 @@ def create_order(email, items, total=None):
         order.items.append(item)
     if isinstance(db, pw.PostgresqlDatabase):
         # One statement: the order in a data-modifying CTE, all items in one VALUES.
-        with transaction(db):
-            run(db, "create_order", params, len(lines))
-    elif db.in_transaction():
-        with db.atomic():  # a savepoint
-            run(db, "insert_order", params[:5])
-            run(db, "insert_items", params[5:], len(lines))
+        write(db, "create_order", params, len(lines), result=False)
     else:
-        # The BEGIN and COMMIT that peewee's atomic() would send, without its
-        # bookkeeping (only needed for nesting): this is the checkout hot path.
-        cursor = db.cursor()
-        cursor.execute("BEGIN")
-        try:
+        with atomic(db):
             run(db, "insert_order", params[:5])
             run(db, "insert_items", params[5:], len(lines))
-            cursor.execute("COMMIT")
-        except BaseException:
-            cursor.execute("ROLLBACK")
-            raise
     return order
 
 
@@ -148,9 +135,7 @@ def set_status(order, status):
     status = check.status(status)
     oid = check.model_id("order", Order, order)
     db = bound_database()
-    with transaction(db):
-        row = one(db, "move_order", (timestamps(db)[1], oid),
-                   (status, _SOURCES[status]))
+    row = write(db, "move_order", (timestamps(db)[1], oid), (status, _SOURCES[status])).fetchone()
     if row is not None:
         return load(Order, row, _mine(order, Order))
     # The guarded UPDATE matched nothing: say why.
@@ -177,9 +162,8 @@ def attach_reservation(order, reservation_id):
     oid = check.model_id("order", Order, order)
     db = bound_database()
     for _ in range(3):  # a holder that vanished between our two statements: try again
-        with transaction(db):
-            row = one(db, "attach_reservation", (reservation_id, timestamps(db)[1], oid,
-                                                  reservation_id))
+        row = write(db, "attach_reservation",
+                    (reservation_id, timestamps(db)[1], oid, reservation_id)).fetchone()
         if row is not None:
             return load(Order, row, _mine(order, Order))
         row = one(db, "select_order", (oid,))
@@ -225,27 +209,32 @@ def add_keys(order_item, storage_refs):
     refs = check.storage_refs(storage_refs)
     item_id = check.model_id("order_item", OrderItem, order_item)
     db = bound_database()
-    lock = [item_id] if isinstance(db, pw.PostgresqlDatabase) else []  # see insert_keys
-    batches = [refs] if len(refs) <= KEY_BATCH else [
-        refs[i:i + KEY_BATCH] for i in range(0, len(refs), KEY_BATCH)]
+    postgres = isinstance(db, pw.PostgresqlDatabase)
     stamp = timestamps(db)[1]
     # Sorted, so that keys added together read back (by createdAt, id) in the order given.
     ids = sorted(uuid4s(len(refs)))
+
+    def insert(execute, start, stop):
+        """refs[start:stop], if the item has room for the whole rest of this call
+        (so the first batch fails fast); _Refused if it has not."""
+        params = [item_id, item_id, stamp, stamp] if postgres else [item_id, stamp, stamp]
+        for key_id, ref in zip(ids[start:stop], refs[start:stop], strict=True):
+            params += (key_id, ref)
+        params += (item_id, len(refs) - start, item_id)
+        if postgres:  # see insert_keys: the item's row locked, then whether the keys went in
+            params.append(ids[start])
+            if execute(db, "insert_keys", params, stop - start).fetchone()[0] != 1:
+                raise _Refused
+        elif execute(db, "insert_keys", params, stop - start).rowcount != stop - start:
+            raise _Refused
+
     try:
-        # One batch is one statement (one round trip, atomic by itself); several
-        # share a transaction.
-        with transaction(db, len(batches)):
-            added = 0
-            for batch in batches:
-                params = [*lock, item_id, stamp, stamp]
-                for key_id, ref in zip(ids[added:added + len(batch)], batch, strict=True):
-                    params += (key_id, ref)
-                # Room for the whole rest of this call: the first batch fails fast.
-                params += (item_id, len(refs) - added, item_id)
-                cursor = run(db, "insert_keys", params, len(batch))
-                if cursor.rowcount != len(batch):
-                    raise _Refused  # rolls back the batches before it
-                added += len(batch)
+        if len(refs) <= KEY_BATCH:  # one statement, one round trip, atomic by itself
+            insert(_write_whole, 0, len(refs))
+        else:
+            with atomic(db):  # a refused batch rolls back the batches before it
+                for start in range(0, len(refs), KEY_BATCH):
+                    insert(run, start, min(start + KEY_BATCH, len(refs)))
     except _Refused:
         pass
     else:
@@ -254,6 +243,10 @@ def add_keys(order_item, storage_refs):
     if fill is None:
         raise NotFound("OrderItem", item_id)
     raise TooManyKeys(uuid.UUID(item_id), fill[0], fill[1], len(refs))
+
+
+def _write_whole(db, name, params, arg):
+    return write(db, name, params, arg, result=False)  # the Outcome part reports (PostgreSQL)
 
 
 class _Refused(Exception):
@@ -269,8 +262,7 @@ def reveal_key(key):
     kid = check.model_id("key", Key, key)
     db = bound_database()
     stamp = timestamps(db)[1]
-    with transaction(db):
-        row = one(db, "reveal_key", (stamp, stamp, kid))
+    row = write(db, "reveal_key", (stamp, stamp, kid)).fetchone()
     if row is None:
         row = one(db, "select_key", (kid,))
         if row is None:
@@ -338,12 +330,11 @@ def record_payment(order, external_id, status, **fields):
     db = bound_database()
     now = timestamps(db)[1]
     insert = {"provider": Payment.provider.default, "confirmations": 0, **given}
-    with transaction(db):
-        row = one(db, "insert_payment", (
-            uuid4s(1)[0], external_id, insert["provider"], status.value,
-            *(insert.get(name) for name in ("raw_payload", "price_amount", "price_currency",
-                                            "pay_amount", "pay_currency")),
-            insert["confirmations"], now, now, oid))
+    row = write(db, "insert_payment", (
+        uuid4s(1)[0], external_id, insert["provider"], status.value,
+        *(insert.get(name) for name in ("raw_payload", "price_amount", "price_currency",
+                                        "pay_amount", "pay_currency")),
+        insert["confirmations"], now, now, oid)).fetchone()
     if row is not None:
         return load(Payment, row)
     for _ in range(10):  # compare-and-set on the status; retried if another call moved it
@@ -360,9 +351,9 @@ def record_payment(order, external_id, status, **fields):
         if current.status is status and not changes:
             return current
         columns = tuple(getattr(Payment, name).column_name for name in changes)
-        with transaction(db):
-            row = one(db, "update_payment", (status.value, *changes.values(), now,
-                                              str(current.id), current.status.value), columns)
+        row = write(db, "update_payment", (status.value, *changes.values(), now,
+                                           str(current.id), current.status.value),
+                    columns).fetchone()
         if row is not None:
             return load(Payment, row)
     raise StorageError("record_payment", "the payment kept changing under us")
@@ -406,6 +397,5 @@ def record_webhook(external_id, webhook_type, payload, signature=None, *, signat
     )
     db = bound_database()
     now = timestamps(db)[1]
-    with transaction(db):
-        row = one(db, "record_webhook", (uuid4s(1)[0], *values, now, now))
+    row = write(db, "record_webhook", (uuid4s(1)[0], *values, now, now)).fetchone()
     return load(WebhookLog, row)

@@ -7,7 +7,9 @@ placeholders. On PostgreSQL each becomes a server-side prepared statement,
 parsed and planned once per connection (planning an INSERT ... SELECT costs
 more than running it): the first use on a connection sends its PREPARE, every
 use one EXECUTE. Only constants (column names, enum values) are ever put into
-the text; every value is a parameter.
+the text; every value is a parameter. ``write`` runs the statement that is a
+call's whole write, and ``atomic`` several, so that a failure inside the
+caller's transaction undoes only the call.
 """
 
 import contextlib
@@ -50,14 +52,17 @@ _BUILDERS = {}
 _PREPARED = weakref.WeakKeyDictionary()
 
 
-def run(db, name, params=(), arg=None):
-    """Execute statement ``name`` on ``db``; returns the cursor."""
-    postgres = isinstance(db, pw.PostgresqlDatabase)
-    text, prepares = _compile(name, postgres, arg)
-    if not prepares:
-        return db.execute_sql(text, params)
-    # A lost connection is retried on a new one (db.PostgresqlDatabase) from the
-    # PREPAREs on: the new connection has none of the old one's statements.
+def run(db, name, params=(), arg=None, savepoint=None):
+    """Execute statement ``name`` on ``db``; returns the cursor.
+
+    ``savepoint`` (PostgreSQL): "open" sends ``SAVEPOINT`` in the same query
+    string, before the statement; "wrap" also sends the ``RELEASE`` after it.
+    """
+    if not isinstance(db, pw.PostgresqlDatabase):
+        return _execute(db, _compile(name, False, arg, None)[0], params)
+    text, prepares = _compile(name, True, arg, savepoint)
+    # A lost connection is retried on a new one (db.PostgresqlDatabase), PREPAREs
+    # included: the new connection has none of the old one's statements.
     reconnecting = getattr(db, "reconnecting", None)
     if reconnecting is None:
         return _execute_prepared(db, text, params, prepares)
@@ -65,15 +70,36 @@ def run(db, name, params=(), arg=None):
 
 
 def _execute_prepared(db, text, params, prepares):
-    prepared = _PREPARED.setdefault(db.connection(), set())
-    for statement_name, prepare in prepares:
-        if statement_name not in prepared:
-            # Connection set-up, like a pragma: sent by itself, once, and not
-            # through execute_sql (it is no query of the call). PREPARE is not
-            # transactional, so a later rollback cannot undo it.
-            db.cursor().execute(prepare)
-            prepared.add(statement_name)
-    return db.execute_sql(text, params)
+    if prepares:
+        prepared = _PREPARED.setdefault(db.connection(), set())
+        for statement_name, prepare in prepares:
+            if statement_name not in prepared:
+                # Connection set-up, like a pragma: sent by itself, once, and not
+                # through execute_sql (it is no query of the call). PREPARE is not
+                # transactional, so a later rollback cannot undo it.
+                db.cursor().execute(prepare)
+                prepared.add(statement_name)
+    return _execute(db, text, params)
+
+
+#: peewee's logger: at DEBUG it logs every statement that goes through execute_sql.
+_PEEWEE_LOGGER = logging.getLogger("peewee")
+
+
+def _execute(db, text, params):
+    """``text`` on a new cursor of ``db``; returns the cursor.
+
+    Straight to the driver, as peewee's own BEGIN and COMMIT are, unless
+    someone watches the statements (a peewee query hook, peewee's debug log,
+    or ``db.recording``, which wraps execute_sql): then through execute_sql, so
+    that they see every one. The statements are the same either way.
+    """
+    if (getattr(db, "query_hooks", None) or "execute_sql" in vars(db)
+            or _PEEWEE_LOGGER.isEnabledFor(logging.DEBUG)):
+        return db.execute_sql(text, params)
+    cursor = db.cursor()
+    cursor.execute(text, params)
+    return cursor
 
 
 def sql(db, name, arg=None):
@@ -83,14 +109,18 @@ def sql(db, name, arg=None):
 
 
 @functools.lru_cache(maxsize=1024)
-def _compile(name, postgres, arg):
-    """(text to execute, ((name, PREPARE text), ...)), once per backend, name and arg."""
+def _compile(name, postgres, arg, savepoint):
+    """(text to execute, ((name, PREPARE text), ...)), once per backend, name, arg
+    and savepoint ("open", "wrap" or None: see ``run``)."""
     parts = _parts(name, postgres, arg)
     rows = arg if isinstance(arg, int) else 0
-    if not postgres or rows > PREPARE_ROWS:
-        return "; ".join(_placeholders(part, postgres) for part in parts), ()
-    executes, prepares = [], []
+    executes, prepares = [SAVEPOINT] if savepoint else [], []
     for part in parts:
+        if savepoint == "wrap" and isinstance(part, Outcome) and RELEASE not in executes:
+            executes.append(RELEASE)
+        if not postgres or rows > PREPARE_ROWS:
+            executes.append(_placeholders(part, postgres))
+            continue
         statement_name = "bitloot_" + hashlib.sha1(part.encode()).hexdigest()[:16]
         numbers = itertools.count(1)
         body = re.sub(r"\?", lambda _, numbers=numbers: f"${next(numbers)}", part)
@@ -98,7 +128,15 @@ def _compile(name, postgres, arg):
         count = part.count("?")
         arguments = f" ({', '.join(['%s'] * count)})" if count else ""
         executes.append(f"EXECUTE {statement_name}{arguments}")
+    if savepoint == "wrap" and RELEASE not in executes:
+        executes.append(RELEASE)
     return "; ".join(executes), tuple(prepares)
+
+
+class Outcome(str):
+    """The last part of a statement: a read that reports what the writes before
+    it did. Sent after the savepoint's RELEASE, so that the call still takes a
+    single round trip while its result (all psycopg2 keeps) is this read's."""
 
 
 def _parts(name, postgres, arg):
@@ -186,16 +224,74 @@ def bound_database():
     return database
 
 
-_NO_TRANSACTION = contextlib.nullcontext()
+#: The savepoint a call takes inside its caller's transaction. Calls never nest,
+#: so one name serves, and SQLite reuses the statements it prepared for it.
+SAVEPOINT = 'SAVEPOINT "bitloot_lite"'
+RELEASE = 'RELEASE SAVEPOINT "bitloot_lite"'
+_UNDO = ('ROLLBACK TO SAVEPOINT "bitloot_lite"', RELEASE)
 
 
-def transaction(db, statements=1):
-    """A transaction for several statements, a savepoint inside the caller's
-    transaction (so our failure never aborts theirs), else nothing: one
-    statement is atomic by itself."""
-    if statements > 1 or db.in_transaction():
-        return db.atomic()
-    return _NO_TRANSACTION
+def write(db, name, params=(), arg=None, result=True):
+    """Run statement ``name``, the whole write of a call; returns its cursor.
+
+    Outside a transaction the statement is atomic by itself. Inside the
+    caller's, a failure must undo it and leave the caller's transaction
+    usable. SQLite undoes a failed statement by itself, and the transaction
+    goes on. PostgreSQL aborts the whole transaction, so there the statement
+    runs in a savepoint, sent in the same round trip: ``SAVEPOINT; statement;
+    RELEASE``, or, when its ``result`` (rows, rowcount) is needed, the
+    ``RELEASE`` afterwards (psycopg2 keeps only the last statement's result).
+    """
+    if not (isinstance(db, pw.PostgresqlDatabase) and db.in_transaction()):
+        return run(db, name, params, arg)
+    try:
+        cursor = run(db, name, params, arg, "open" if result else "wrap")
+    except _DATABASE_ERRORS:
+        _undo(db)
+        raise
+    if result:  # the rows are in the cursor already: a client-side cursor fetched them all
+        _execute(db, RELEASE, ())
+    return cursor
+
+
+class atomic:
+    """Several statements as one: in a transaction of their own, or, inside the
+    caller's, in a savepoint (so that our failure never aborts theirs)."""
+
+    __slots__ = ("db", "own")
+
+    def __init__(self, db):
+        self.db = db
+        self.own = None
+
+    def __enter__(self):
+        if self.db.in_transaction():
+            _execute(self.db, SAVEPOINT, ())
+        else:
+            self.own = self.db.atomic()
+            self.own.__enter__()
+
+    def __exit__(self, kind, value, traceback):
+        if self.own is not None:
+            return self.own.__exit__(kind, value, traceback)
+        if kind is None:
+            _execute(self.db, RELEASE, ())
+        else:
+            _undo(self.db)
+        return None
+
+
+def _undo(db):
+    """Back to our savepoint, and drop it. Nothing to do if the connection is
+    gone (the server rolled the transaction back), and nothing can be done if
+    the savepoint is (the database rolled the transaction back, or it was
+    aborted before we came): the caller's transaction then fails as it would."""
+    lost = getattr(db, "connection_lost", None)
+    if lost is not None and lost():
+        return
+    with contextlib.suppress(*_DATABASE_ERRORS):
+        for statement in _UNDO:
+            _execute(db, statement, ())
 
 
 _VARIANT = "89ab" * 4  # a random hex digit -> the RFC 4122 variant digit
@@ -355,14 +451,19 @@ def insert_keys(postgres, rows):
     key_id = '"column1"::uuid' if postgres else '"column1"'  # VALUES columns are text to PostgreSQL
     # Scalar subqueries, not a join with order_items: SQLite runs this form
     # about as fast as plain INSERTs. A missing item makes the quantity NULL:
-    # no row is written.
+    # no row is written. The condition does not depend on the row: the INSERT
+    # writes all its rows or none.
     insert = ('INSERT INTO "keys" ("id", "orderItemId", "storageRef", "createdAt", '
               f'"updatedAt") SELECT {key_id}, ?, "column2", ?, ? FROM (VALUES {values}) AS "v" '
               'WHERE (SELECT "quantity" FROM "order_items" WHERE "id" = ?) >= ? + '
               '(SELECT count(*) FROM "keys" WHERE "orderItemId" = ?)')
-    if postgres:
-        return 'SELECT 1 FROM "order_items" WHERE "id" = ? FOR UPDATE', insert
-    return insert
+    if not postgres:
+        return insert
+    # Whether the INSERT wrote (its first key is there), read in the same round
+    # trip: inside the caller's transaction the RELEASE of our savepoint comes
+    # last but one, and psycopg2 would give back only the RELEASE's row count.
+    written = Outcome('SELECT count(*) FROM "keys" WHERE "id" = ?')
+    return 'SELECT 1 FROM "order_items" WHERE "id" = ? FOR UPDATE', insert, written
 
 
 @_statement

@@ -804,6 +804,88 @@ def test_a_failed_call_inside_the_callers_transaction_leaves_it_usable(migrated)
     assert [k.storage_ref for k in keys_for_order(item.order_id)] == ["fine"]
 
 
+def test_a_failed_create_order_inside_the_callers_transaction_undoes_only_itself(migrated):
+    # SQLite: two statements in our savepoint; PostgreSQL: one, in a savepoint
+    # sent in the same query string. Either way the order row goes too.
+    _make_inserts_fail(migrated, "order_items", "productId", "boom")
+    with migrated.atomic():
+        Order.create(email="caller@example.com")
+        with pytest.raises(StorageError):
+            create_order("a@example.com", [("fine", 1), ("boom", 1)])
+        assert create_order("b@example.com", [("fine", 1)]).items
+    assert sorted(o.email for o in Order.select()) == ["b@example.com", "caller@example.com"]
+    assert OrderItem.select().count() == 1
+
+
+def test_a_failed_write_with_a_result_inside_the_callers_transaction_undoes_only_itself(
+    migrated,
+):
+    _make_inserts_fail(migrated, "webhook_logs", "externalId", "boom")
+    with migrated.atomic():
+        Order.create(email="caller@example.com")
+        with pytest.raises(StorageError):
+            record_webhook("boom", "payment", {})
+        assert record_webhook("fine", "payment", {}).external_id == "fine"
+    assert [w.external_id for w in WebhookLog.select()] == ["fine"]
+    assert Order.select().count() == 1
+
+
+def test_a_refusal_inside_the_callers_transaction_leaves_it_usable(db):
+    item = create_order("a@example.com", [("p", 1)]).items[0]
+    with db.atomic():
+        with unchanged(db), pytest.raises(TooManyKeys):
+            add_keys(item, ["a", "b"])
+        assert add_keys(item, ["a"]) == 1
+        with pytest.raises(InvalidTransition):
+            set_status(item.order_id, "fulfilled")
+        assert set_status(item.order_id, "waiting").status is S.WAITING
+    assert [k.storage_ref for k in keys_for_order(item.order_id)] == ["a"]
+
+
+def test_a_checkout_inside_a_transaction_takes_one_round_trip_per_call_on_postgres(db, queries):
+    """The savepoint that keeps a failure from aborting the caller's transaction
+    travels with the statement: no round trips of its own on PostgreSQL."""
+    with db.atomic():  # the first checkout prepares the statements
+        order = create_order("a@example.com", [("p", 2), ("q", 2)])
+        for item in order.items:
+            add_keys(item, [f"keys/{item.product_id}/0", f"keys/{item.product_id}/1"])
+    with db.atomic(), queries(db) as q:
+        order = create_order("b@example.com", [("p", 2), ("q", 2)])
+        for item in order.items:
+            assert add_keys(item, [f"keys/{item.id}/0", f"keys/{item.id}/1"]) == 2
+    if is_postgres(db):
+        assert q.count == 3
+        assert all(sql.startswith('SAVEPOINT "bitloot_lite"; ') for sql in q.statements)
+    else:  # a failed statement undoes itself: only the two INSERTs of create_order need one
+        assert [sql.split(" ")[0] for sql in q.statements] == [
+            "SAVEPOINT", "INSERT", "INSERT", "RELEASE", "INSERT", "INSERT"]
+    assert set_status(order, "waiting").status is S.WAITING
+
+
+def test_statements_are_logged_when_peewee_logs_queries(db, caplog):
+    with caplog.at_level("DEBUG", logger="peewee"):
+        create_order("a@example.com", [("p", 1)])
+    logged = [r.getMessage() for r in caplog.records if r.name == "peewee"]
+    assert len(logged) == (1 if is_postgres(db) else 2)
+    assert all("EXECUTE" in m or "INSERT" in m for m in logged)
+
+
+def test_statements_reach_peewee_query_hooks(db):
+    if not hasattr(db, "query_hooks"):
+        pytest.skip("this peewee has no query hooks")
+    seen = []
+    db.query_hooks.append(lambda event: seen.append(event.sql))
+    try:
+        item = create_order("a@example.com", [("p", 1)]).items[0]
+        add_keys(item, ["keys/a"])
+    finally:
+        db.query_hooks.clear()
+    # PostgreSQL: the create_order and insert_keys statements; SQLite: the
+    # order, its items and the keys.
+    assert len(seen) == (2 if is_postgres(db) else 3)
+    assert 'INSERT INTO "keys"' in seen[-1] or "EXECUTE" in seen[-1]
+
+
 def test_calls_inside_a_transaction_roll_back_with_it(db):
     class Abort(Exception):
         pass
@@ -885,6 +967,21 @@ def test_any_email_is_stored_unchanged_or_refused(db, local, domain, whole):
         result = []
         if stored_or_refused(db, lambda e=email, r=result: r.append(create_order(e, [("p", 1)]))):
             assert Order.get_by_id(result[0].id).email == email
+
+
+@settings(max_examples=400, deadline=None)
+@given(local=TEXT, domain=TEXT, whole=TEXT)
+def test_the_email_fast_path_accepts_exactly_what_the_full_check_does(local, domain, whole):
+    from bitloot_lite import validating
+
+    for email in (f"{local}@{domain}.com", f"{local}@{domain}", whole):
+        try:
+            validating.text("email", email, 320)
+            full = bool(validating._EMAIL.fullmatch(email))
+        except ValidationError:
+            full = False
+        fast = len(email) <= 320 and bool(validating._PLAIN_EMAIL.fullmatch(email))
+        assert fast == full, email
 
 
 @PROPERTY
