@@ -24,8 +24,6 @@ TYPEORM_TABLE = "migrations"
 #: The tables bitloot-lite manages: their presence means the database is not empty.
 TABLES = ("orders", "order_items", "payments", "webhook_logs", "keys")
 
-BASELINE_EXAMPLE = "004_orders_status_enum"
-
 
 def _backend(database):
     return "postgres" if is_postgres(database) else "sqlite"

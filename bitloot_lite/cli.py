@@ -19,7 +19,7 @@ import time
 import click
 
 from . import migrating
-from .db import is_sqlite, mask_url, open_database, resolve_url, url_secrets
+from .db import is_sqlite, mask_url, open_database, redact, resolve_url, url_secrets
 from .errors import BitlootError
 
 logger = logging.getLogger("bitloot_lite.cli")
@@ -57,7 +57,7 @@ def _common(command=None, *, error_exit=1):
                 finally:
                     database.close()
             except BitlootError as exc:
-                message = _redact(str(exc), secrets)
+                message = redact(str(exc), secrets)
                 lines = [line.strip() for line in message.splitlines() if line.strip()]
                 if len(lines) > 1:
                     logger.info("%s", message)  # the full text, with -v
@@ -86,19 +86,13 @@ def _exclusive(*names):
     return decorate
 
 
-def _redact(text, secrets):
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
-
-
 class _RedactingFormatter(logging.Formatter):
     def __init__(self, fmt, secrets):
         super().__init__(fmt)
         self.secrets = secrets
 
     def format(self, record):
-        return _redact(super().format(record), self.secrets)
+        return redact(super().format(record), self.secrets)
 
 
 @contextlib.contextmanager
@@ -151,6 +145,12 @@ def _print_wait(holder):
                err=True)
 
 
+_lock_timeout_option = click.option(
+    "--lock-timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+    help="Give up waiting for another process's migration lock after this long.",
+)
+
+
 def _deploy_options(command):
     """The options of the commands that change the database."""
     command = click.option(
@@ -162,10 +162,7 @@ def _deploy_options(command):
         show_default=True, metavar="SECONDS",
         help="PostgreSQL lock_timeout for the migrations' statements (0: none).",
     )(command)
-    return click.option(
-        "--lock-timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
-        help="Give up waiting for another process's migration lock after this long.",
-    )(command)
+    return _lock_timeout_option(command)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -354,8 +351,7 @@ def check(database, where, migrations_dir):
 @cli.command()
 @click.option("--to", "to", metavar="NAME", required=True,
               help="The last migration whose schema the database already has.")
-@click.option("--lock-timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
-              help="Give up waiting for another process's migration lock after this long.")
+@_lock_timeout_option
 @_common
 def baseline(database, where, migrations_dir, to, lock_timeout):
     """Record migrations up to NAME as applied, for tables made outside bitloot-lite.

@@ -155,14 +155,15 @@ def url_secrets(url):
 
 
 def is_postgres(database):
-    return isinstance(_unwrap(database), pw.PostgresqlDatabase)
+    return isinstance(unwrap(database), pw.PostgresqlDatabase)
 
 
 def is_sqlite(database):
-    return isinstance(_unwrap(database), pw.SqliteDatabase)
+    return isinstance(unwrap(database), pw.SqliteDatabase)
 
 
-def _unwrap(database):
+def unwrap(database):
+    """The Database a DatabaseProxy is bound to (None if unbound); any other value as is."""
     return database.obj if isinstance(database, pw.DatabaseProxy) else database
 
 
@@ -224,7 +225,12 @@ def connect(url=None):
 
 def _scrub(text, url):
     """Remove the URL's secrets from a driver message, should the driver echo them."""
-    for secret in url_secrets(url):
+    return redact(text, url_secrets(url))
+
+
+def redact(text, secrets):
+    """``text`` with each of ``secrets`` (see url_secrets) replaced by ``***``."""
+    for secret in secrets:
         text = text.replace(secret, "***")
     return text
 

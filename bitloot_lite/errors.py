@@ -128,6 +128,10 @@ class NeedsBaseline(MigrationError):
         )
 
 
+#: SQLite's messages for "another connection holds the lock" (after the busy timeout).
+SQLITE_LOCKED = ("database is locked", "database table is locked")
+
+
 class MigrationFailed(MigrationError):
     """Applying or rolling back ``name`` failed; its transaction was undone."""
 
@@ -136,7 +140,7 @@ class MigrationFailed(MigrationError):
         self.direction = direction
         self.cause = cause
         lines = str(cause).strip().splitlines()
-        if lines and lines[0].strip().lower() in ("database is locked", "database table is locked"):
+        if lines and lines[0].strip().lower() in SQLITE_LOCKED:
             cause = (f"{lines[0].strip()}: another connection holds a write lock on the "
                      "database (waited the busy timeout); run it again once that is done")
         if direction == "concurrent index build":  # outside a transaction: nothing to undo

@@ -7,6 +7,8 @@ import uuid
 
 import peewee as pw
 
+from .db import is_postgres
+
 
 def utcnow():
     """The current time as an aware UTC datetime."""
@@ -73,7 +75,8 @@ class MoneyField(pw.DecimalField):
         if value is None or isinstance(value, pw.Node):
             return value
         value = self._quantize(value)
-        if not _on_postgres(self) and len(value.normalize().as_tuple().digits) > self.SQLITE_DIGITS:
+        digits = len(value.normalize().as_tuple().digits)
+        if digits > self.SQLITE_DIGITS and not is_postgres(self.model._meta.database):
             raise ValueError(f"{value} has more than {self.SQLITE_DIGITS} significant digits, "
                              "which SQLite cannot store exactly")
         return str(value)
@@ -124,13 +127,7 @@ class JSONField(pw.Field):
 
     def python_value(self, value):
         # psycopg2 decodes jsonb itself; SQLite hands back the text.
-        if isinstance(value, str) and not _on_postgres(self):
+        if isinstance(value, str) and not is_postgres(self.model._meta.database):
             return json.loads(value)
         return value
 
-
-def _on_postgres(field):
-    """Whether ``field``'s model is bound (directly or through the proxy) to PostgreSQL."""
-    database = field.model._meta.database
-    database = getattr(database, "obj", database)
-    return isinstance(database, pw.PostgresqlDatabase)

@@ -74,7 +74,7 @@ def status(database, migrations_dir=None, allow_edited=False):
     router = Router(database, migrations_dir)
     todo = router.todo
     history = router.history()
-    edited = _edited(router, history, allow_edited)
+    edited = _edited(router, todo, history, allow_edited)
     # Applied migrations whose files are gone are listed too, in name order.
     names = sorted(set(todo) | set(history))
     return [
@@ -111,7 +111,7 @@ def migrate(database, to=None, migrations_dir=None, *, lock_timeout=None,
         if not history:
             _adopt(router, todo, on_step)
             history = router.history()
-        _edited(router, history, allow_edited)
+        _edited(router, todo, history, allow_edited)
         plan = _plan(todo, history, to)
         _check_order(plan, history, allow_out_of_order)
         for name in history:  # finish what a killed deploy left unbuilt
@@ -130,7 +130,7 @@ def rollback(database, steps=1, to=None, migrations_dir=None, *, lock_timeout=No
     todo = router.todo
     with migration_lock(database, lock_timeout, on_wait):
         history = router.history()
-        _edited(router, history, allow_edited)
+        _edited(router, todo, history, allow_edited)
         plan = _rollback_plan(list(history), todo, steps, to)
         return _run(router, plan, on_step, downgrade=True)
 
@@ -248,16 +248,16 @@ def check(database, migrations_dir=None):
     live = schema.snapshot(database)
     differences += schema.compare(live, target.expected(backend, len(applied)), notes)
     if not waiting:
-        differences += schema.compare_models(database, MODELS)
+        differences += schema.compare_models(database, MODELS, live)
     return differences, notes
 
 
 def _adoptable(router, todo, history):
     """Our migrations a TypeORM history says were applied (shape checked); [] once ours exists."""
-    if history:
-        return []
+    if history or not adopting.typeorm_history(router.database):
+        return []  # before reading every migration file for its UPSTREAM name
     migrations = [(name, router.scope(name).get("UPSTREAM")) for name in todo]
-    return adopting.adoption_plan(router.database, migrations)
+    return adopting.adoption_plan(router.database, migrations, applied=[])
 
 
 def _adopt(router, todo, on_step):
@@ -272,10 +272,10 @@ def _adopt(router, todo, on_step):
         _report(on_step, Step(name, "adopt", 0.0))
 
 
-def _edited(router, history, allow_edited):
+def _edited(router, todo, history, allow_edited):
     edited = [
         name for name, applied in history.items()
-        if applied.checksum and name in router.todo and router.checksum(name) != applied.checksum
+        if applied.checksum and name in todo and router.checksum(name) != applied.checksum
     ]
     if edited and not allow_edited:
         raise EditedMigration(edited)

@@ -1,6 +1,7 @@
 """peewee-migrate's Router, made safe for deployments: history with checksums,
 SQLite rebuilds that cannot cascade, PostgreSQL DDL that cannot stall the app."""
 
+import contextlib
 import datetime as dt
 import hashlib
 import importlib.resources
@@ -16,7 +17,7 @@ from peewee_migrate import Router as _Router
 from peewee_migrate.models import MigrateHistory
 
 from . import validating as check
-from .db import _unwrap, is_postgres, is_sqlite
+from .db import is_postgres, is_sqlite, unwrap
 from .errors import (
     ConfigurationError,
     MigrationFailed,
@@ -24,11 +25,10 @@ from .errors import (
     UnknownMigration,
     ValidationError,
 )
+from .fields import utcnow
+from .schema import HISTORY_TABLE
 
 logger = logging.getLogger("bitloot_lite.migrating")
-
-#: peewee-migrate's own history table: one row per applied migration.
-HISTORY_TABLE = "migratehistory"
 
 #: PostgreSQL's lock_timeout for a migration's statements (seconds): a DDL
 #: statement that would queue behind a long transaction fails instead of
@@ -68,7 +68,7 @@ class Router(_Router):
     """
 
     def __init__(self, database, migrate_dir=None, ddl_lock_timeout=DDL_LOCK_TIMEOUT):
-        if not isinstance(_unwrap(database), pw.Database):
+        if not isinstance(unwrap(database), pw.Database):
             raise ConfigurationError(f"expected a connected peewee Database (see "
                                      f"bitloot_lite.connect), not {type(database).__name__}")
         if migrate_dir is not None and not isinstance(migrate_dir, (str, os.PathLike)):
@@ -243,7 +243,7 @@ class Router(_Router):
 
     def _foreign_keys_off(self):
         if self.previewing or not is_sqlite(self.database):
-            return _Nothing()
+            return contextlib.nullcontext()
         return SqliteForeignKeysOff(self.database)
 
     def _check_foreign_keys(self):
@@ -270,16 +270,8 @@ class SqliteForeignKeysOff:
         self.database.execute_sql("PRAGMA foreign_keys = ON")
 
 
-class _Nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return None
-
-
 def _utcnow():
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return utcnow().replace(tzinfo=None)  # the history's migrated_at is naive UTC
 
 
 def _aware(value):

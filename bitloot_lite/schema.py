@@ -29,7 +29,7 @@ import peewee as pw
 from .db import is_postgres, is_sqlite
 from .errors import ConfigurationError
 
-#: peewee-migrate's history table, which is not part of the schema.
+#: peewee-migrate's history table (one row per applied migration): not part of the schema.
 HISTORY_TABLE = "migratehistory"
 
 #: Things a database made by the upstream TypeORM application carries beyond ours:
@@ -395,12 +395,13 @@ def _label(item, ident):
     return item["name"] or _fmt(item[ident] if ident == "columns" else [item[ident]])
 
 
-def compare_models(database, models):
+def compare_models(database, models, live=None):
     """How the live tables differ from what ``models`` (peewee Model classes) declare.
 
     Checks tables, column names, nullability and each foreign key's target and ON DELETE.
+    ``live``: a snapshot of ``database`` already taken (else one is read).
     """
-    tables, diffs = snapshot(database)["tables"], []
+    tables, diffs = (live or snapshot(database))["tables"], []
     for model in models:
         table, owner = model._meta.table_name, model.__name__
         if table not in tables:

@@ -84,6 +84,15 @@ def _mine(value, model):
     return value if isinstance(value, model) else None
 
 
+def _current_order(db, oid, order):
+    """The order as it is now (``order``, if an instance, updated): after a guarded
+    write matched nothing, to say why."""
+    row = one(db, "select_order", (oid,))
+    if row is None:
+        raise NotFound("Order", oid)
+    return load(Order, row, _mine(order, Order))
+
+
 # --------------------------------------------------------------------------- orders
 
 
@@ -139,10 +148,7 @@ def set_status(order, status):
     if row is not None:
         return load(Order, row, _mine(order, Order))
     # The guarded UPDATE matched nothing: say why.
-    row = one(db, "select_order", (oid,))
-    if row is None:
-        raise NotFound("Order", oid)
-    current = load(Order, row, _mine(order, Order))
+    current = _current_order(db, oid, order)
     if current.status is status:
         return current
     if status is S.FULFILLED and current.status is S.PAID:
@@ -166,10 +172,7 @@ def attach_reservation(order, reservation_id):
                     (reservation_id, timestamps(db)[1], oid, reservation_id)).fetchone()
         if row is not None:
             return load(Order, row, _mine(order, Order))
-        row = one(db, "select_order", (oid,))
-        if row is None:
-            raise NotFound("Order", oid)
-        current = load(Order, row, _mine(order, Order))
+        current = _current_order(db, oid, order)
         if current.kinguin_reservation_id == reservation_id:
             return current
         if current.kinguin_reservation_id is not None:

@@ -24,7 +24,8 @@ import weakref
 
 import peewee as pw
 
-from .errors import ConfigurationError, DatabaseBusy, StorageError
+from .db import unwrap
+from .errors import SQLITE_LOCKED, ConfigurationError, DatabaseBusy, StorageError
 from .fields import utcnow
 from .models import Key, Order, OrderItem, Payment, WebhookLog
 
@@ -174,9 +175,7 @@ def api(function):
     return wrapper
 
 
-#: SQLite's "another connection holds the lock" (after waiting the busy timeout),
-#: and PostgreSQL's lock_not_available (a lock_timeout ran out).
-_BUSY_MESSAGES = ("database is locked", "database table is locked")
+#: PostgreSQL's lock_not_available (a lock_timeout ran out); SQLite's is SQLITE_LOCKED.
 _BUSY_SQLSTATES = ("55P03",)
 
 
@@ -186,7 +185,7 @@ def _is_busy(exc):
             getattr(error, "pgcode", None) in _BUSY_SQLSTATES
             or (getattr(error, "sqlite_errorname", None) or "").startswith(
                 ("SQLITE_BUSY", "SQLITE_LOCKED"))
-            or str(error).strip().lower() in _BUSY_MESSAGES
+            or str(error).strip().lower() in SQLITE_LOCKED
         ):
             return True
     return False
@@ -217,8 +216,7 @@ def _describe(exc):
 
 
 def bound_database():
-    database = Order._meta.database
-    database = getattr(database, "obj", database)  # through the DatabaseProxy
+    database = unwrap(Order._meta.database)
     if database is None:
         raise ConfigurationError("no database: call bitloot_lite.connect() first")
     return database
