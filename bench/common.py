@@ -179,10 +179,15 @@ def raw_connect(url):
     """
     if backend_of(url) == "sqlite":
         connection = sqlite3.connect(sqlite_path(url), isolation_level=None)
-        for name, value in SQLITE_PRAGMAS.items():
-            connection.execute(f"PRAGMA {name} = {value}")
+        apply_pragmas(connection)
         return connection
     return psycopg2.connect(url, options=POSTGRES_OPTIONS)
+
+
+def apply_pragmas(connection):
+    """bitloot-lite's SQLite pragmas, on a DB-API connection of another contender."""
+    for name, value in SQLITE_PRAGMAS.items():
+        connection.execute(f"PRAGMA {name} = {value}")
 
 
 def utc_now():

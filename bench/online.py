@@ -23,10 +23,10 @@ import psycopg2
 import psycopg2.errors
 
 import bitloot_lite as bl
-from bitloot_lite.db import POSTGRES_OPTIONS, open_database
+from bitloot_lite.db import open_database
 from bitloot_lite.migrating import default_migrations_dir
 
-from .common import Target, table, utc_now
+from .common import Target, database_name, raw_connect, table, utc_now
 from .scenarios import fill_orders
 
 ORDERS = 1_000_000
@@ -67,7 +67,7 @@ def plain_migrations(folder):
 
 def _writer(url, ready, stop, results):
     """The child process: insert orders until told to stop; send back each commit's time."""
-    connection = psycopg2.connect(url, options=POSTGRES_OPTIONS)
+    connection = raw_connect(url)
     connection.autocommit = True
     cursor = connection.cursor()
     commits, errors = [], 0
@@ -139,7 +139,7 @@ def online(settings, databases):
     db.close()
     fill_orders(template, orders, reservations=False)
     # Nobody (autovacuum included) may connect to a template while it is copied.
-    name = template.rsplit("/", 1)[1]
+    name = database_name(template)
     databases.admin().cursor().execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
     print(f"-- {orders:,} orders at 004 written in {time.perf_counter() - started:.1f}s")
     folder = tempfile.mkdtemp(prefix="bitloot_bench_plain_")

@@ -15,7 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-from bitloot_lite.db import POSTGRES_OPTIONS, SQLITE_PRAGMAS
+from bitloot_lite.db import POSTGRES_OPTIONS
 
 from .common import (
     CHECKOUT_EMAIL,
@@ -23,6 +23,7 @@ from .common import (
     CHECKOUT_TOTAL,
     KEYS_PER_ITEM,
     TooManyKeys,
+    apply_pragmas,
     backend_of,
     key_refs,
     utc_now,
@@ -86,8 +87,7 @@ def engine_for(url):
 
         @event.listens_for(engine, "connect")
         def pragmas(connection, _record):
-            for name, value in SQLITE_PRAGMAS.items():
-                connection.execute(f"PRAGMA {name} = {value}")
+            apply_pragmas(connection)
 
         return engine
     return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1),

@@ -187,28 +187,21 @@ LOOKUP_LARGE = 1_000_000
 LOOKUPS = 400  # per database, contender and repetition
 INDEX = "IDX_orders_kinguinReservationId"
 
-SQLITE_UUID = (  # a uuid4 in its dashed text form, as migration 005's default makes it
-    "(lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4' || "
-    "substr(lower(hex(randomblob(2))), 2) || '-' || "
-    "substr('89ab', 1 + (abs(random()) % 4), 1) || "
-    "substr(lower(hex(randomblob(2))), 2) || '-' || lower(hex(randomblob(6))))"
-)
-
-
 def reservation(number):
     return f"kinguin-res-{number:08d}"
 
 
 def fill_orders(url, count, *, reservations=True):
     """``count`` orders (reservations ``reservation(1..count)`` if ``reservations``),
-    written in the database itself: generate_series on PostgreSQL, a recursive CTE on SQLite."""
-    columns = '"id", "email", "status", "total", "createdAt", "updatedAt"'
+    written in the database itself: generate_series on PostgreSQL, a recursive CTE on SQLite.
+    Ids come from the column's default (migration 001's uuid4 expression)."""
+    columns = '"email", "status", "total", "createdAt", "updatedAt"'
     connection = raw_connect(url)
     try:
         cursor = connection.cursor()
         if url.startswith("sqlite"):
             stamp = "datetime('now', '-' || n || ' seconds')"
-            values = (f"{SQLITE_UUID}, 'buyer' || n || '@example.com', 'fulfilled', 19.99, "
+            values = ("'buyer' || n || '@example.com', 'fulfilled', 19.99, "
                       f"{stamp}, {stamp}")
             if reservations:
                 columns += ', "kinguinReservationId"'
@@ -220,7 +213,7 @@ def fill_orders(url, count, *, reservations=True):
             cursor.execute("COMMIT")
         else:
             stamp = "now() - g * interval '1 second'"
-            values = (f"gen_random_uuid(), 'buyer' || g || '@example.com', 'fulfilled', 19.99, "
+            values = ("'buyer' || g || '@example.com', 'fulfilled', 19.99, "
                       f"{stamp}, {stamp}")
             if reservations:
                 columns += ', "kinguinReservationId"'

@@ -8,17 +8,36 @@ under CI=true, where that is a failure.
 
 import contextlib
 import os
+import re
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import peewee as pw
 import pytest
+from click.testing import CliRunner
 
 import bitloot_lite
+from bitloot_lite.cli import cli
 from bitloot_lite.db import open_database, recording
 
 PG_URL = os.environ.get("BITLOOT_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MIGRATIONS_DIR = REPO_ROOT / "migrations"
+#: The shipped migrations, in order: written out, as it is what the tests check against.
+MIGRATIONS = [
+    "001_init_orders",
+    "002_create_payments",
+    "003_create_webhook_logs",
+    "004_orders_status_enum",
+    "005_add_keys_reservation",
+]
+#: A line of `migrate` or `rollback` output for one migration.
+STEP_LINE = re.compile(r"^(applied|rolled back) (\S+) \(\d+\.\d{3}s\)$")
+
+postgres_only = pytest.mark.parametrize("backend", ["postgres"])
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
 
 # The tests never use the caller's database.
 os.environ.pop("DATABASE_URL", None)
@@ -73,6 +92,40 @@ def opened(url):
 
 def fetch(database, sql, params=None):
     return [tuple(row) for row in database.execute_sql(sql, params).fetchall()]
+
+
+def sqlite_path(url):
+    """The file of a sqlite:/// URL (its ?parameters left out)."""
+    return urlsplit(url).path[1:]
+
+
+def run_cli(*args, env=None):
+    """The command in-process (click's CliRunner), with DATABASE_URL and
+    BITLOOT_MIGRATIONS_DIR unset unless ``env`` sets them. A crash (any exception
+    but click's exit) would be a traceback for the user: it fails the test."""
+    runner = CliRunner(env={"DATABASE_URL": None, "BITLOOT_MIGRATIONS_DIR": None, **(env or {})})
+    result = runner.invoke(cli, [str(arg) for arg in args], prog_name="bitloot-lite")
+    result.cli_args = args
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        f"{args} crashed: {result.exception!r}\n{result.output}")
+    return result
+
+
+def clean_env(**extra):
+    """The environment for a child process: ours without DATABASE_URL and
+    BITLOOT_MIGRATIONS_DIR, plus ``extra``."""
+    unset = ("DATABASE_URL", "BITLOOT_MIGRATIONS_DIR")
+    return {**{key: value for key, value in os.environ.items() if key not in unset}, **extra}
+
+
+@pytest.fixture
+def unrelated_cwd(tmp_path, monkeypatch):
+    """Run from an empty folder: a relative URL, or a forgotten --database, cannot
+    touch ./bitloot.db or the repository."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    return cwd
 
 
 @pytest.fixture
@@ -139,6 +192,3 @@ def queries():
     """``with queries(db) as q: ...; assert q.count == 1``"""
     return count_queries
 
-
-def is_postgres(database):
-    return isinstance(database, pw.PostgresqlDatabase)

@@ -6,24 +6,23 @@ TypeORM also supports SQLite: there it is built from our migrations' own SQLite
 statements (the same shape) plus a ``migrations`` table, with no trace of ours.
 """
 
-from pathlib import Path
 
 import pytest
+from conftest import MIGRATIONS_DIR
 
 import bitloot_lite
 from bitloot_lite import adopting
 from bitloot_lite.errors import AdoptionError, ConfigurationError, NeedsBaseline
+from bitloot_lite.runner import Router, SqliteForeignKeysOff
 from bitloot_lite.schema import compare, snapshot
 from bitloot_lite.target import expected
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 NAMES = ["001_init_orders", "002_create_payments", "003_create_webhook_logs",
          "004_orders_status_enum", "005_add_keys_reservation"]
 UPSTREAM = ["InitOrders1710000000000", "CreatePayments1730000000001",
             "CreateWebhookLogs1730000000002", "UpdateOrdersStatusEnum1730000000003",
             "AddKeysReservation1720000000000"]
 MIGRATIONS = list(zip(NAMES, UPSTREAM, strict=True))
-TABLES = ("orders", "order_items", "payments", "webhook_logs", "keys")
 
 ORDER_1 = "11111111-1111-4111-8111-111111111111"
 ORDER_2 = "22222222-2222-4222-8222-222222222222"
@@ -155,23 +154,15 @@ KEY_ROW = f"""INSERT INTO "keys" ("id", "orderItemId", "storageRef")
     VALUES ('{KEY}', '{ITEM_1}', 'keys/{KEY}.enc')"""
 
 
-def _migration_scope(name):
-    path = MIGRATIONS_DIR / f"{name}.py"
-    scope = {"__file__": str(path), "__name__": f"migration_{name}"}
-    exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), scope)
-    return scope
-
-
 def _build_sqlite(db, step):
     """Our migrations' own SQLite statements up to ``step``, and no history of ours."""
+    router = Router(db, MIGRATIONS_DIR)
     for number, name in enumerate(NAMES[:step], start=1):
-        scope = _migration_scope(name)
+        scope = router.scope(name)
         if number == 4:  # a table rebuild: foreign keys off, outside a transaction
-            db.execute_sql("PRAGMA foreign_keys = OFF")
-            with db.atomic():
+            with SqliteForeignKeysOff(db), db.atomic():
                 scope["sqlite_rewrite_column"](db, "orders", scope["SQLITE_PLAIN"],
                                                scope["SQLITE_CHECKED"])
-            db.execute_sql("PRAGMA foreign_keys = ON")
         else:
             for statement in scope["SQLITE_UP"]:
                 db.execute_sql(statement)
@@ -181,7 +172,7 @@ def build_typeorm(db, backend, step, history=None):
     """A database as TypeORM left it after ``step`` migrations, with rows in every table.
 
     ``history``: the names for TypeORM's migrations table (default: the first
-    ``step`` upstream names, in the order they ran); None-valued: no such table.
+    ``step`` upstream names, in the order they ran); False: no such table.
     """
     with db.atomic():
         if backend == "postgres":
@@ -222,7 +213,7 @@ def typeorm_db(database, backend):
 def all_rows(db):
     """{table: [row as a dict, ...] ordered by id} of every bitloot table present."""
     result = {}
-    for table in TABLES:
+    for table in adopting.TABLES:
         if table in db.get_tables():
             cursor = db.execute_sql(f'SELECT * FROM "{table}" ORDER BY "id"')
             columns = [column[0] for column in cursor.description]
@@ -327,9 +318,7 @@ def test_recording_the_plan_then_migrating_applies_only_005_and_keeps_every_row(
     """What migrate does with the plan, done by hand: record the names, then migrate."""
     rows = all_rows(typeorm_db)
     names = adopting.adoption_plan(typeorm_db, MIGRATIONS)
-    from bitloot_lite.runner import Router  # the lead's runner: record() is what migrate uses
-
-    Router(typeorm_db).record(names)
+    Router(typeorm_db).record(names)  # record() is what migrate uses
     assert bitloot_lite.migrate(typeorm_db) == NAMES[4:]
     _assert_adopted_and_migrated(typeorm_db, backend, rows)
 
@@ -340,8 +329,7 @@ def _assert_adopted_and_migrated(db, backend, rows):
     assert after.pop("keys") == []
     assert after == rows
     assert sum(len(table) for table in rows.values()) == 6
-    notes = []
-    assert compare(snapshot(db), expected(backend), notes) == []
+    assert compare(snapshot(db), expected(backend)) == []
     assert adopting.recorded_history(db) == NAMES
     assert adopting.typeorm_history(db) == UPSTREAM[:4]  # TypeORM's table is left as it was
     assert bitloot_lite.migrate(db) == []
@@ -489,7 +477,7 @@ def test_baseline_then_migrate_keeps_every_row(database, backend):
     assert bitloot_lite.migrating.baseline(database, "004_orders_status_enum") == NAMES[:4]
     assert bitloot_lite.migrate(database) == NAMES[4:]
     after = all_rows(database)
-    [row.pop("kinguinReservationId") for row in after["orders"]]
+    assert [row.pop("kinguinReservationId") for row in after["orders"]] == [None, None]
     assert after.pop("keys") == []
     assert after == rows
     assert compare(snapshot(database), expected(backend)) == []

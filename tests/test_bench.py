@@ -53,7 +53,13 @@ def test_every_scenario_runs_at_a_tiny_scale(pg_admin):
 
 
 def test_only_runs_a_subset_and_refuses_unknown_names():
-    assert "checkout" in SCENARIOS
+    assert "startup" in SCENARIOS
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--only", "startup", "--scale", "0.001",
+         "--reps", "1"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [line for line in result.stdout.splitlines() if line.startswith("== ")] == [
+        "== 4. Start-up ==", "== Targets =="]
     result = subprocess.run([sys.executable, "-m", "bench.run", "--only", "nonsense"],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2

@@ -7,7 +7,6 @@ Every test that touches a database runs on SQLite and on PostgreSQL (the
 import importlib.util
 import json
 import logging
-import os
 import re
 import shutil
 import subprocess
@@ -17,57 +16,25 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from click.testing import CliRunner
-
-from bitloot_lite.cli import cli
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-MIGRATIONS = [
-    "001_init_orders",
-    "002_create_payments",
-    "003_create_webhook_logs",
-    "004_orders_status_enum",
-    "005_add_keys_reservation",
-]
+from conftest import MIGRATIONS, REPO_ROOT, STEP_LINE, clean_env, run_cli
 
 #: A server nobody listens on, with a password that must never be printed.
 UNREACHABLE = "postgresql://u:hunter2@127.0.0.1:1/x"
 
-STEP_LINE = re.compile(r"^(applied|rolled back) (\S+) \(\d+\.\d{3}s\)$")
 
 
-@pytest.fixture(autouse=True)
-def _unrelated_cwd(tmp_path, monkeypatch):
-    """Run from an empty folder, so a forgotten --database cannot touch ./bitloot.db."""
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    monkeypatch.chdir(cwd)
-    return cwd
-
-
-def run(*args, env=None):
-    """Invoke the CLI in-process; DATABASE_URL and BITLOOT_MIGRATIONS_DIR unset unless given."""
-    environment = {"DATABASE_URL": None, "BITLOOT_MIGRATIONS_DIR": None}
-    environment.update(env or {})
-    result = CliRunner(env=environment).invoke(cli, list(args), prog_name="bitloot-lite")
-    result.cli_args = args
-    # A crash (any exception other than click's exit) would be a traceback for the user.
-    assert result.exception is None or isinstance(result.exception, SystemExit), (
-        f"{args} crashed: {result.exception!r}\n{result.output}"
-    )
-    return result
+pytestmark = pytest.mark.usefixtures("unrelated_cwd")
 
 
 def ok(*args, env=None):
-    result = run(*args, env=env)
+    result = run_cli(*args, env=env)
     assert result.exit_code == 0, f"{args} exited {result.exit_code}:\n{result.output}"
     return result
 
 
 def status_ok(*args, env=None):
     """``status``: exit 1 while something is pending, 0 when nothing is (a deploy gate)."""
-    result = run("status", *args, env=env)
+    result = run_cli("status", *args, env=env)
     pending = any(line.startswith("pending") for line in result.stdout.splitlines())
     assert result.exit_code == (1 if pending else 0), (
         f"status {args} exited {result.exit_code}:\n{result.output}"
@@ -173,7 +140,7 @@ def test_migrate_to_stops_after_the_named_migration(db_url):
 
 
 def test_migrate_to_an_unknown_migration_is_a_clean_error(db_url):
-    message = assert_clean_error(run("migrate", "--to", "999_nope", "--database", db_url))
+    message = assert_clean_error(run_cli("migrate", "--to", "999_nope", "--database", db_url))
 
     assert "unknown migration '999_nope'" in message
     assert applied_names(db_url) == []
@@ -245,7 +212,7 @@ def test_rollback_to_undoes_everything_after_it(db_url):
 def test_rollback_refuses_steps_with_to_as_a_usage_error(db_url):
     ok("migrate", "--database", db_url)
 
-    result = run("rollback", "--steps", "2", "--to", "001_init_orders", "--database", db_url)
+    result = run_cli("rollback", "--steps", "2", "--to", "001_init_orders", "--database", db_url)
 
     message = assert_clean_error(result, code=2)
     assert "--steps" in message and "--to" in message
@@ -255,7 +222,8 @@ def test_rollback_refuses_steps_with_to_as_a_usage_error(db_url):
 
 def test_rollback_steps_and_to_is_refused_before_connecting():
     # A usage error, not a connection error, even when the server is down.
-    result = run("rollback", "--steps", "1", "--to", "001_init_orders", "--database", UNREACHABLE)
+    result = run_cli("rollback", "--steps", "1", "--to", "001_init_orders",
+                     "--database", UNREACHABLE)
 
     assert_clean_error(result, code=2)
     assert "cannot connect" not in result.output
@@ -263,7 +231,7 @@ def test_rollback_steps_and_to_is_refused_before_connecting():
 
 @pytest.mark.parametrize("steps_value", ["0", "-1", "two"])
 def test_rollback_bad_steps_is_a_usage_error(steps_value):
-    result = run("rollback", "--steps", steps_value, "--database", UNREACHABLE)
+    result = run_cli("rollback", "--steps", steps_value, "--database", UNREACHABLE)
 
     message = assert_clean_error(result, code=2)
     assert "--steps" in message
@@ -272,21 +240,21 @@ def test_rollback_bad_steps_is_a_usage_error(steps_value):
 def test_rollback_past_the_start_is_a_clean_error(db_url):
     ok("migrate", "--to", "002_create_payments", "--database", db_url)
 
-    message = assert_clean_error(run("rollback", "--steps", "3", "--database", db_url))
+    message = assert_clean_error(run_cli("rollback", "--steps", "3", "--database", db_url))
 
     assert message == "Error: cannot roll back 3 migration(s): 2 applied"
     assert applied_names(db_url) == MIGRATIONS[:2]  # nothing undone
 
 
 def test_rollback_of_an_empty_database_is_a_clean_error(db_url):
-    message = assert_clean_error(run("rollback", "--database", db_url))
+    message = assert_clean_error(run_cli("rollback", "--database", db_url))
 
     assert "0 applied" in message
 
 
 def test_rollback_to_a_migration_not_applied_is_a_clean_error(db_url):
     ok("migrate", "--to", "002_create_payments", "--database", db_url)
-    result = run("rollback", "--to", "004_orders_status_enum", "--database", db_url)
+    result = run_cli("rollback", "--to", "004_orders_status_enum", "--database", db_url)
 
     message = assert_clean_error(result)
 
@@ -300,7 +268,7 @@ def test_rollback_to_a_migration_not_applied_is_a_clean_error(db_url):
 @pytest.mark.parametrize("command", ["migrate", "status"])
 def test_a_missing_migrations_folder_is_a_clean_error_and_is_not_created(db_url, tmp_path, command):
     for missing in (Path("/nonexistent"), tmp_path / "no" / "such" / "folder"):
-        result = run(command, "--database", db_url, "--migrations", str(missing))
+        result = run_cli(command, "--database", db_url, "--migrations", str(missing))
 
         message = assert_clean_error(result)
         assert message == f"Error: no migrations found in {missing}"
@@ -312,7 +280,7 @@ def test_rollback_with_a_missing_migrations_folder_is_a_clean_error(db_url, tmp_
     missing = tmp_path / "gone"
 
     message = assert_clean_error(
-        run("rollback", "--database", db_url, "--migrations", str(missing))
+        run_cli("rollback", "--database", db_url, "--migrations", str(missing))
     )
 
     assert "no migrations found" in message
@@ -323,7 +291,7 @@ def test_rollback_with_a_missing_migrations_folder_is_a_clean_error(db_url, tmp_
 def test_the_migrations_folder_comes_from_the_environment(db_url, tmp_path):
     missing = tmp_path / "from-env"
 
-    result = run("status", "--database", db_url, env={"BITLOOT_MIGRATIONS_DIR": str(missing)})
+    result = run_cli("status", "--database", db_url, env={"BITLOOT_MIGRATIONS_DIR": str(missing)})
 
     assert assert_clean_error(result) == f"Error: no migrations found in {missing}"
 
@@ -331,7 +299,7 @@ def test_the_migrations_folder_comes_from_the_environment(db_url, tmp_path):
 # --- choosing the database -------------------------------------------------
 
 
-def test_database_url_comes_from_the_environment(db_url, _unrelated_cwd):
+def test_database_url_comes_from_the_environment(db_url, unrelated_cwd):
     result = ok("migrate", env={"DATABASE_URL": db_url})
 
     assert steps(result) == [("applied", name) for name in MIGRATIONS]
@@ -340,7 +308,7 @@ def test_database_url_comes_from_the_environment(db_url, _unrelated_cwd):
     status = status_ok(env={"DATABASE_URL": db_url})
     assert status.stdout.count("applied  ") == 5
     assert applied_names(db_url) == MIGRATIONS  # the same database, named explicitly
-    assert list(_unrelated_cwd.iterdir()) == []  # the default ./bitloot.db was not used
+    assert list(unrelated_cwd.iterdir()) == []  # the default ./bitloot.db was not used
 
 
 def test_database_option_wins_over_the_environment(db_url):
@@ -356,16 +324,15 @@ def test_password_is_masked_when_the_server_is_unreachable(command, verbosity):
         ([command, *verbosity, "--database", UNREACHABLE], None),
         ([command, *verbosity], {"DATABASE_URL": UNREACHABLE}),
     ):
-        result = run(*args, env=env)
+        result = run_cli(*args, env=env)
 
         message = assert_clean_error(result)
         assert message.startswith("Error: cannot connect to postgresql://u:***@127.0.0.1:1/x: ")
-        assert "u:***@" in message
         assert "hunter2" not in result.output + result.stdout + result.stderr
 
 
 def test_a_percent_encoded_password_is_masked_in_both_forms():
-    result = run("status", "-v", "-v", "--database", "postgresql://u:hun%40ter2@127.0.0.1:1/x")
+    result = run_cli("status", "-v", "-v", "--database", "postgresql://u:hun%40ter2@127.0.0.1:1/x")
 
     message = assert_clean_error(result)
     assert "u:***@" in message
@@ -399,7 +366,7 @@ def test_password_is_masked_in_logs_of_a_working_connection(pg_url):
     ],
 )
 def test_an_invalid_url_is_a_clean_error(url, expected):
-    result = run("status", "-v", "--database", url)
+    result = run_cli("status", "-v", "--database", url)
 
     assert assert_clean_error(result).startswith(expected)
     assert "hunter2" not in result.output
@@ -430,7 +397,7 @@ def test_verbose_leaves_the_loggers_as_it_found_them(db_url):
     before = [(log.level, list(log.handlers)) for log in loggers]
 
     ok("migrate", "-v", "-v", "--database", db_url)
-    assert_clean_error(run("status", "-v", "-v", "--database", UNREACHABLE))
+    assert_clean_error(run_cli("status", "-v", "-v", "--database", UNREACHABLE))
 
     assert [(log.level, list(log.handlers)) for log in loggers] == before
 
@@ -457,7 +424,7 @@ def test_help_shows_an_example(command, example):
 
 
 def test_unknown_option_is_a_usage_error():
-    result = run("migrate", "--nope")
+    result = run_cli("migrate", "--nope")
 
     assert_clean_error(result, code=2)
 
@@ -465,41 +432,34 @@ def test_unknown_option_is_a_usage_error():
 # --- as real processes -----------------------------------------------------
 
 
-def _clean_env(**extra):
-    unset = {"DATABASE_URL", "BITLOOT_MIGRATIONS_DIR"}
-    env = {key: value for key, value in os.environ.items() if key not in unset}
-    env.update(extra)
-    return env
-
-
 def _run_process(args, cwd, **extra_env):
     return subprocess.run(
-        args, cwd=cwd, env=_clean_env(**extra_env), capture_output=True, text=True, timeout=120
+        args, cwd=cwd, env=clean_env(**extra_env), capture_output=True, text=True, timeout=120
     )
 
 
-def test_python_dash_m_and_console_script_run(_unrelated_cwd):
+def test_python_dash_m_and_console_script_run(unrelated_cwd):
     console_script = Path(sys.executable).parent / "bitloot-lite"
     assert console_script.exists(), f"no console script next to {sys.executable}"
 
     for argv in ([sys.executable, "-m", "bitloot_lite"], [str(console_script)]):
-        helped = _run_process([*argv, "--help"], _unrelated_cwd)
+        helped = _run_process([*argv, "--help"], unrelated_cwd)
         assert helped.returncode == 0, helped.stderr
         assert helped.stdout.startswith("Usage: bitloot-lite [OPTIONS] COMMAND")
         assert "Example:" in helped.stdout
 
-        failed = _run_process([*argv, "status", "-vv", "--database", UNREACHABLE], _unrelated_cwd)
+        failed = _run_process([*argv, "status", "-vv", "--database", UNREACHABLE], unrelated_cwd)
         assert failed.returncode == 2  # status: 1 means "pending"
         assert failed.stdout == ""
         assert failed.stderr.startswith("Error: cannot connect to postgresql://u:***@")
         assert len(failed.stderr.splitlines()) == 1
         assert "hunter2" not in failed.stderr
 
-        misused = _run_process([*argv, "rollback", "--steps", "0"], _unrelated_cwd)
+        misused = _run_process([*argv, "rollback", "--steps", "0"], unrelated_cwd)
         assert misused.returncode == 2
         assert "Usage: bitloot-lite rollback" in misused.stderr
 
-    assert list(_unrelated_cwd.iterdir()) == []
+    assert list(unrelated_cwd.iterdir()) == []
 
 
 # --- packaging -------------------------------------------------------------

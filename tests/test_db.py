@@ -54,10 +54,6 @@ def assert_safe_message(exc, masked, secret):
     assert secret not in shown
 
 
-def is_postgres(database):
-    return isinstance(database, pw.PostgresqlDatabase)
-
-
 # --------------------------------------------------------------------------- mask_url
 
 

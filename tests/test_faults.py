@@ -31,8 +31,17 @@ from urllib.parse import urlsplit
 import conftest
 import peewee as pw
 import pytest
-from click.testing import CliRunner
-from conftest import fetch, opened
+from conftest import (
+    MIGRATIONS,
+    MIGRATIONS_DIR,
+    clean_env,
+    fetch,
+    opened,
+    postgres_only,
+    run_cli,
+    sqlite_only,
+    sqlite_path,
+)
 
 import bitloot_lite
 from bitloot_lite import (
@@ -61,20 +70,11 @@ from bitloot_lite import (
     schema,
     target,
 )
-from bitloot_lite.cli import cli
+from bitloot_lite.adopting import recorded_history
 from bitloot_lite.db import open_database
 from bitloot_lite.locking import migration_lock
+from bitloot_lite.schema import HISTORY_TABLE
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-MIGRATIONS_DIR = REPO_ROOT / "migrations"
-MIGRATIONS = [
-    "001_init_orders",
-    "002_create_payments",
-    "003_create_webhook_logs",
-    "004_orders_status_enum",
-    "005_add_keys_reservation",
-]
-HISTORY_TABLE = "migratehistory"
 RESERVATION_INDEX = "IDX_orders_kinguinReservationId"
 
 #: Rows seeded into orders and order_items before the kills (20k: migrations 004 and 005
@@ -83,40 +83,25 @@ SEEDED = 20_000
 #: Bound on every wait for a process or the server, in seconds.
 WAIT = 60
 
-postgres_only = pytest.mark.parametrize("backend", ["postgres"])
-sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
 
 
-@pytest.fixture(autouse=True)
-def _unrelated_cwd(tmp_path, monkeypatch):
-    """Run from an empty folder: a relative URL, or a forgotten one, cannot touch the repo."""
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    monkeypatch.chdir(cwd)
-    return cwd
+pytestmark = pytest.mark.usefixtures("unrelated_cwd")
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _clean_env(**extra):
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("DATABASE_URL", "BITLOOT_MIGRATIONS_DIR")}
-    env.update(extra)
-    return env
-
-
-def start_migrate(url, migrations=None, *extra, **env):
+def start_migrate(url, migrations=None, **env):
     """``python -m bitloot_lite migrate`` as a real process, output piped."""
     where = ["--migrations", str(migrations)] if migrations else []
     return subprocess.Popen(
-        [sys.executable, "-m", "bitloot_lite", "migrate", "--database", url, *where, *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_clean_env(**env),
+        [sys.executable, "-m", "bitloot_lite", "migrate", "--database", url, *where],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(**env),
     )
 
 
-def migrate_process(url, migrations=None, *extra):
-    process = start_migrate(url, migrations, *extra)
+def migrate_process(url, migrations=None):
+    process = start_migrate(url, migrations)
     out, err = process.communicate(timeout=WAIT)
     return process.returncode, out, err
 
@@ -136,13 +121,6 @@ def wait_for(condition, what, timeout=WAIT, process=None):
             pytest.fail(f"the process exited {process.returncode} before {what}:\n{out}{err}")
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.02)
-
-
-def history(database):
-    if HISTORY_TABLE not in database.get_tables():
-        return []
-    rows = fetch(database, f'SELECT "name" FROM "{HISTORY_TABLE}" ORDER BY "id"')
-    return [name for (name,) in rows]
 
 
 def all_rows(database):
@@ -186,7 +164,7 @@ def _without_reservation_index(snapshot):
     return snapshot
 
 
-def assert_between_migrations(url, backend, digest, names=MIGRATIONS):
+def assert_between_migrations(url, backend, digest):
     """What a killed migrate must leave: the history a prefix of the migrations, the
     schema exactly that prefix's, the seeded rows all there. Returns the prefix length.
 
@@ -194,8 +172,8 @@ def assert_between_migrations(url, backend, digest, names=MIGRATIONS):
     build, IDX_orders_kinguinReservationId may be missing or INVALID.
     """
     with opened(url) as database:
-        applied = history(database)
-        assert applied == names[: len(applied)], applied
+        applied = recorded_history(database)
+        assert applied == MIGRATIONS[: len(applied)], applied
         assert len(applied) >= 1  # the seeded baseline
         live = schema.snapshot(database)
         expected = target.expected(backend, len(applied))
@@ -213,7 +191,7 @@ def assert_between_migrations(url, backend, digest, names=MIGRATIONS):
 
 def assert_fully_migrated(url, backend, digest):
     with opened(url) as database:
-        assert history(database) == MIGRATIONS
+        assert recorded_history(database) == MIGRATIONS
         counts = dict(fetch(database, f'SELECT "name", count(*) FROM "{HISTORY_TABLE}" '
                                       'GROUP BY "name"'))
         assert counts == dict.fromkeys(MIGRATIONS, 1)
@@ -299,40 +277,34 @@ def seeded(request, tmp_path_factory, hooked_migrations):
     and the time a full migrate of such a copy takes (a process, start to exit), and the
     time a process takes to start and connect."""
     backend = request.param
-    if backend == "postgres":
-        admin = request.getfixturevalue("pg_admin")
-        name = f"bitloot_test_{uuid.uuid4().hex[:12]}_seeded"
-        admin.execute_sql(f'CREATE DATABASE "{name}"')
-        url = conftest._pg_url_for(name)
-    else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('seeded') / 'seeded.db'}"
-    with opened(url) as database:
-        migrating.migrate(database, to=MIGRATIONS[0], migrations_dir=hooked_migrations)
-        _seed(database)
-        digest = seeded_digest(database)
-        if backend == "sqlite":
-            database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        else:  # nothing left for autovacuum to do, and no session may use the template
-            database.execute_sql("VACUUM ANALYZE")
-    if backend == "postgres":
-        admin.execute_sql(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
-    template = SimpleNamespace(backend=backend, url=url, digest=digest, admin=None)
-    if backend == "postgres":
-        template.admin, template.name = admin, name
-    with copy_of(template) as trial:
-        started = time.monotonic()
-        status = subprocess.run([sys.executable, "-m", "bitloot_lite", "status", "-q",
-                                 "--database", trial, "--migrations", str(hooked_migrations)],
-                                capture_output=True, text=True, timeout=WAIT, env=_clean_env())
-        template.startup_seconds = time.monotonic() - started  # to a connected database
-        assert status.returncode == 1, status.stderr
-        started = time.monotonic()
-        code, out, err = migrate_process(trial, hooked_migrations)
-        template.migrate_seconds = time.monotonic() - started
-        assert code == 0, err
-    yield template
-    if backend == "postgres":
-        admin.execute_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with conftest.throwaway_url(request, backend, tmp_path_factory.mktemp("seeded")) as url:
+        with opened(url) as database:
+            migrating.migrate(database, to=MIGRATIONS[0], migrations_dir=hooked_migrations)
+            _seed(database)
+            digest = seeded_digest(database)
+            if backend == "sqlite":
+                database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+            else:  # nothing left for autovacuum to do, and no session may use the template
+                database.execute_sql("VACUUM ANALYZE")
+        template = SimpleNamespace(backend=backend, url=url, digest=digest, admin=None)
+        if backend == "postgres":
+            template.admin = request.getfixturevalue("pg_admin")
+            template.name = urlsplit(url).path[1:]
+            template.admin.execute_sql(
+                f'ALTER DATABASE "{template.name}" WITH ALLOW_CONNECTIONS false')
+        with copy_of(template) as trial:
+            started = time.monotonic()
+            status = subprocess.run(
+                [sys.executable, "-m", "bitloot_lite", "status", "-q", "--database", trial,
+                 "--migrations", str(hooked_migrations)],
+                capture_output=True, text=True, timeout=WAIT, env=clean_env())
+            template.startup_seconds = time.monotonic() - started  # to a connected database
+            assert status.returncode == 1, status.stderr
+            started = time.monotonic()
+            code, out, err = migrate_process(trial, hooked_migrations)
+            template.migrate_seconds = time.monotonic() - started
+            assert code == 0, err
+        yield template
 
 
 @contextlib.contextmanager
@@ -493,7 +465,7 @@ def test_a_migrate_killed_during_the_concurrent_index_build(db_url, tmp_path, or
                     rerun = subprocess.Popen(
                         [sys.executable, "-m", "bitloot_lite", "migrate", "--database",
                          db_url], stdout=subprocess.PIPE, stderr=stderr, text=True,
-                        env=_clean_env())
+                        env=clean_env())
                 try:
                     wait_for(lambda: f"held by pid {orphan_pid}" in stderr_path.read_text(),
                              "the rerun to wait for the orphan's lock", process=rerun)
@@ -697,15 +669,11 @@ def test_no_reconnect_while_the_migration_lock_is_held(db_url, pg_admin):
 # --------------------------------------------------------------------------- a locked SQLite
 
 
-def _sqlite_path(url):
-    return urlsplit(url).path[1:]
-
-
 @contextlib.contextmanager
 def write_lock(url, statements=()):
     """Another connection holding SQLite's write lock (BEGIN IMMEDIATE) for the block,
     having run ``statements``; it commits at the end."""
-    holder = sqlite3.connect(_sqlite_path(url), isolation_level=None, check_same_thread=False)
+    holder = sqlite3.connect(sqlite_path(url), isolation_level=None, check_same_thread=False)
     try:
         holder.execute("BEGIN IMMEDIATE")
         for statement in statements:
@@ -875,8 +843,8 @@ for _ in range(100):
     DEEP = [DEEP]
 
 
-def _case(call, error, name):
-    return pytest.param(call, error, id=name)
+def _case(call, error, name, match=None):
+    return pytest.param(call, error, match, id=name)
 
 
 VE, NF = ValidationError, NotFound
@@ -1134,16 +1102,19 @@ BAD_CALLS = [
           "connect-bad-port"),
     _case(lambda w: bitloot_lite.connect("postgresql://u:secret@127.0.0.1:1/x"),
           DatabaseUnavailable, "connect-unreachable"),
-    _case(lambda w: bitloot_lite.connect("postgresql://postgres@127.0.0.1/x?foo=1"),
-          BitlootError, "connect-pg-unknown-parameter"),
+    # A server that answers and a database that exists: only the parameter is wrong.
+    _case(lambda w: bitloot_lite.connect(
+        conftest.PG_URL + ("&" if "?" in conftest.PG_URL else "?") + "foo=1"),
+        DatabaseUnavailable, "connect-pg-unknown-parameter", 'option "foo"'),
 ]
 
 
-@pytest.mark.parametrize(("call", "error"), BAD_CALLS)
-def test_bad_input_is_a_bitloot_error_and_changes_nothing(world, _unrelated_cwd, call, error):
+@pytest.mark.parametrize(("call", "error", "match"), BAD_CALLS)
+def test_bad_input_is_a_bitloot_error_and_changes_nothing(world, unrelated_cwd, call, error,
+                                                          match):
     before = state(world.db)
 
-    with pytest.raises(error) as info:
+    with pytest.raises(error, match=match) as info:
         call(world)
 
     assert isinstance(info.value, BitlootError)
@@ -1151,47 +1122,39 @@ def test_bad_input_is_a_bitloot_error_and_changes_nothing(world, _unrelated_cwd,
     assert "secret" not in str(info.value)
     assert state(world.db) == before
     assert Order._meta.database.obj is world.db  # a failed connect() rebinds nothing
-    assert list(_unrelated_cwd.iterdir()) == []  # nor creates a database file
+    assert list(unrelated_cwd.iterdir()) == []  # nor creates a database file
 
 
 # --------------------------------------------------------------------------- bad CLI input
 
 
-def run_cli(*args, env=None):
-    runner = CliRunner(env={"DATABASE_URL": None, "BITLOOT_MIGRATIONS_DIR": None, **(env or {})})
-    result = runner.invoke(cli, [str(arg) for arg in args], prog_name="bitloot-lite")
-    assert result.exception is None or isinstance(result.exception, SystemExit), (
-        f"{args} crashed: {result.exception!r}\n{result.output}")
-    return result
-
-
 BAD_COMMANDS = [
-    # (arguments, extra environment, exit code, a word the error line must hold)
-    (["rollback", "--steps", "0"], {}, 2, "--steps"),
-    (["rollback", "--steps", "-1"], {}, 2, "--steps"),
-    (["rollback", "--steps", "two"], {}, 2, "--steps"),
-    (["rollback", "--steps", "1.5"], {}, 2, "--steps"),
-    (["rollback", "--steps", "2", "--to", MIGRATIONS[0]], {}, 2, "cannot be used together"),
-    (["rollback", "--steps", "99"], {}, 1, "cannot roll back 99"),
-    (["rollback", "--to", "999_nope"], {}, 1, "unknown migration"),
-    (["migrate", "--steps", "1"], {}, 2, "--steps"),
-    (["migrate", "--to", "999_nope"], {}, 1, "unknown migration"),
-    (["migrate", "--to"], {}, 2, "--to"),
-    (["migrate", "--lock-timeout", "-1"], {}, 2, "--lock-timeout"),
-    (["migrate", "--lock-timeout", "soon"], {}, 2, "--lock-timeout"),
-    (["migrate", "--lock-timeout", "nan"], {}, 1, "lock_timeout"),
-    (["rollback", "--lock-timeout", "-1"], {}, 2, "--lock-timeout"),
-    (["baseline", "--to", MIGRATIONS[0], "--lock-timeout", "-1"], {}, 2, "--lock-timeout"),
-    (["migrate", "--ddl-lock-timeout", "-5"], {}, 2, "--ddl-lock-timeout"),
-    (["migrate", "--ddl-lock-timeout", "nan"], {}, 1, "ddl_lock_timeout"),
-    (["migrate", "--migrations", "/nonexistent"], {}, 1, "no migrations found"),
-    (["sql", "--rollback", "0"], {}, 2, "--rollback"),
-    (["sql", "--rollback", "99"], {}, 1, "cannot roll back 99"),
-    (["sql", "--to", "999_nope"], {}, 1, "unknown migration"),
-    (["baseline"], {}, 2, "--to"),
-    (["baseline", "--to", MIGRATIONS[0]], {}, 1, "baseline"),
-    (["status", "--bogus"], {}, 2, "--bogus"),
-    (["frobnicate"], {}, 2, "frobnicate"),
+    # (arguments, exit code, a word the error line must hold)
+    (["rollback", "--steps", "0"], 2, "--steps"),
+    (["rollback", "--steps", "-1"], 2, "--steps"),
+    (["rollback", "--steps", "two"], 2, "--steps"),
+    (["rollback", "--steps", "1.5"], 2, "--steps"),
+    (["rollback", "--steps", "2", "--to", MIGRATIONS[0]], 2, "cannot be used together"),
+    (["rollback", "--steps", "99"], 1, "cannot roll back 99"),
+    (["rollback", "--to", "999_nope"], 1, "unknown migration"),
+    (["migrate", "--steps", "1"], 2, "--steps"),
+    (["migrate", "--to", "999_nope"], 1, "unknown migration"),
+    (["migrate", "--to"], 2, "--to"),
+    (["migrate", "--lock-timeout", "-1"], 2, "--lock-timeout"),
+    (["migrate", "--lock-timeout", "soon"], 2, "--lock-timeout"),
+    (["migrate", "--lock-timeout", "nan"], 1, "lock_timeout"),
+    (["rollback", "--lock-timeout", "-1"], 2, "--lock-timeout"),
+    (["baseline", "--to", MIGRATIONS[0], "--lock-timeout", "-1"], 2, "--lock-timeout"),
+    (["migrate", "--ddl-lock-timeout", "-5"], 2, "--ddl-lock-timeout"),
+    (["migrate", "--ddl-lock-timeout", "nan"], 1, "ddl_lock_timeout"),
+    (["migrate", "--migrations", "/nonexistent"], 1, "no migrations found"),
+    (["sql", "--rollback", "0"], 2, "--rollback"),
+    (["sql", "--rollback", "99"], 1, "cannot roll back 99"),
+    (["sql", "--to", "999_nope"], 1, "unknown migration"),
+    (["baseline"], 2, "--to"),
+    (["baseline", "--to", MIGRATIONS[0]], 1, "baseline"),
+    (["status", "--bogus"], 2, "--bogus"),
+    (["frobnicate"], 2, "frobnicate"),
 ]
 BAD_URLS = [
     ("garbage", "invalid database URL"),
@@ -1212,25 +1175,25 @@ def _assert_one_line_error(result, code, word):
     assert "secret" not in result.output
 
 
-@pytest.mark.parametrize(("args", "env", "code", "word"), BAD_COMMANDS,
+@pytest.mark.parametrize(("args", "code", "word"), BAD_COMMANDS,
                          ids=[" ".join(case[0]) for case in BAD_COMMANDS])
 def test_bad_cli_options_are_one_line_errors_and_change_nothing(
-    world, _unrelated_cwd, args, env, code, word
+    world, unrelated_cwd, args, code, word
 ):
     before = state(world.db)
-    result = run_cli(args[0], "--database", world.url, *args[1:], env=env)
+    result = run_cli(args[0], "--database", world.url, *args[1:])
     _assert_one_line_error(result, code, word)
     assert result.stdout == ""
     assert state(world.db) == before
-    assert list(_unrelated_cwd.iterdir()) == []
+    assert list(unrelated_cwd.iterdir()) == []
 
 
 @pytest.mark.parametrize("command", ["migrate", "rollback", "status", "sql", "check"])
 @pytest.mark.parametrize(("url", "word"), BAD_URLS, ids=[case[0] for case in BAD_URLS])
-def test_a_bad_database_url_is_a_one_line_error(_unrelated_cwd, command, url, word):
+def test_a_bad_database_url_is_a_one_line_error(unrelated_cwd, command, url, word):
     code = 2 if command in ("status", "check") else 1
     for result in (run_cli(command, "--database", url),
                    run_cli(command, env={"DATABASE_URL": url})):
         _assert_one_line_error(result, code, word)
         assert result.stdout == ""
-    assert list(_unrelated_cwd.iterdir()) == []  # no database file made on the way
+    assert list(unrelated_cwd.iterdir()) == []  # no database file made on the way

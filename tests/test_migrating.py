@@ -13,9 +13,11 @@ import time
 import uuid
 from pathlib import Path
 
+import conftest
 import peewee as pw
 import peewee_migrate
 import pytest
+from conftest import MIGRATIONS, MIGRATIONS_DIR, fetch, sqlite_only
 
 from bitloot_lite import (
     MigrationFailed,
@@ -27,16 +29,9 @@ from bitloot_lite import (
     rollback,
     status,
 )
+from bitloot_lite.adopting import recorded_history
+from bitloot_lite.db import is_postgres, is_sqlite
 from bitloot_lite.migrating import HISTORY_TABLE, default_migrations_dir
-
-MIGRATIONS = [
-    "001_init_orders",
-    "002_create_payments",
-    "003_create_webhook_logs",
-    "004_orders_status_enum",
-    "005_add_keys_reservation",
-]
-MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 #: The data tables that exist once the first ``n`` migrations are applied.
 TABLES_AT = {
@@ -51,22 +46,9 @@ TABLES_AT = {
 ORDER_STATUSES = ["created", "waiting", "confirming", "paid", "underpaid", "failed", "fulfilled"]
 PAYMENT_STATUSES = ["created", "waiting", "confirmed", "finished", "underpaid", "failed"]
 
-sqlite_only = pytest.mark.parametrize("backend", ["sqlite"])
-
-
-def is_postgres(database):
-    return isinstance(database, pw.PostgresqlDatabase)
-
-
-def is_sqlite(database):
-    return isinstance(database, pw.SqliteDatabase)
 
 
 # --- reading the database --------------------------------------------------------------
-
-
-def fetch(database, sql, params=None):
-    return [tuple(row) for row in database.execute_sql(sql, params).fetchall()]
 
 
 def data_tables(database):
@@ -100,13 +82,6 @@ def read_rows(database):
 def history(database):
     """(name, migrated_at) of every applied migration, oldest first."""
     return fetch(database, f'SELECT "name", "migrated_at" FROM "{HISTORY_TABLE}" ORDER BY "id"')
-
-
-def applied_names(database):
-    """The names in the history ([] when there is no history table yet)."""
-    if not database.table_exists(HISTORY_TABLE):
-        return []
-    return [name for name, _ in history(database)]
 
 
 def enum_types(database):
@@ -148,6 +123,8 @@ def pg_catalog_snapshot(database):
 def pg_dump_schema(url):
     """``pg_dump --schema-only`` of the database, minus lines that differ on every run."""
     if shutil.which("pg_dump") is None:  # the catalog snapshot still covers the schema
+        if conftest.IN_CI:
+            pytest.fail("pg_dump is required under CI=true")
         return []
     done = subprocess.run(
         ["pg_dump", "--schema-only", "--no-owner", "--no-privileges", f"--dbname={url}"],
@@ -337,7 +314,7 @@ def test_rows_survive_every_migration_up_and_down(database):
         if count > 1:
             assert_foreign_keys_enforced(database)
         assert_no_rebuild_leftovers(database)
-    assert applied_names(database) == []
+    assert recorded_history(database) == []
 
 
 def test_status_column_keeps_every_value_across_004(database):
@@ -368,7 +345,7 @@ def test_rollback_then_reapply_gives_identical_schema(database, db_url):
 def test_rolling_back_everything_leaves_only_the_history_table(migrated):
     assert rollback(migrated, steps=len(MIGRATIONS)) == MIGRATIONS[::-1]
     assert set(migrated.get_tables()) == {HISTORY_TABLE}
-    assert applied_names(migrated) == []
+    assert recorded_history(migrated) == []
     if is_postgres(migrated):
         assert enum_types(migrated) == []
         assert fetch(
@@ -471,12 +448,12 @@ def test_migrate_returns_the_names_applied_in_order(database):
     assert migrate(database) == MIGRATIONS
     assert migrate(database) == []
     assert pending(database) == []
-    assert applied_names(database) == MIGRATIONS
+    assert recorded_history(database) == MIGRATIONS
 
 
 def test_migrate_to_stops_after_the_named_migration(database):
     assert migrate(database, to="003_create_webhook_logs") == MIGRATIONS[:3]
-    assert applied_names(database) == MIGRATIONS[:3]
+    assert recorded_history(database) == MIGRATIONS[:3]
     assert data_tables(database) == TABLES_AT[3]
     assert pending(database) == MIGRATIONS[3:]
     assert migrate(database, to="002_create_payments") == []  # already applied
@@ -494,13 +471,13 @@ def test_migrate_to_an_unknown_name_raises_and_changes_nothing(database, db_url)
 
 def test_rollback_steps_undoes_the_newest_first(migrated):
     assert rollback(migrated, steps=2) == ["005_add_keys_reservation", "004_orders_status_enum"]
-    assert applied_names(migrated) == MIGRATIONS[:3]
+    assert recorded_history(migrated) == MIGRATIONS[:3]
     assert pending(migrated) == MIGRATIONS[3:]
 
 
 def test_rollback_to_undoes_everything_after_it(migrated):
     assert rollback(migrated, to="001_init_orders") == MIGRATIONS[:0:-1]
-    assert applied_names(migrated) == ["001_init_orders"]
+    assert recorded_history(migrated) == ["001_init_orders"]
     assert data_tables(migrated) == TABLES_AT[1]
     if is_postgres(migrated):
         assert enum_types(migrated) == []
@@ -564,7 +541,7 @@ def test_a_failing_migration_is_undone_completely(database, db_url):
     assert full_state(database, db_url) == before
     legacy = """SELECT "status" FROM "orders" WHERE "email" = 'legacy@example.com'"""
     assert fetch(database, legacy) == [("pending",)]
-    assert applied_names(database) == MIGRATIONS[:3]
+    assert recorded_history(database) == MIGRATIONS[:3]
     if is_postgres(database):
         assert enum_types(database) == [("payments_status_enum",)]
     assert_no_rebuild_leftovers(database)
@@ -596,7 +573,7 @@ def test_004_refuses_to_upgrade_with_foreign_keys_on(database):
         plain_router(database).run()
 
     assert read_rows(database) == before
-    assert applied_names(database) == MIGRATIONS[:3]
+    assert recorded_history(database) == MIGRATIONS[:3]
     assert_no_rebuild_leftovers(database)
 
 
@@ -610,7 +587,7 @@ def test_004_refuses_to_roll_back_with_foreign_keys_on(database):
         plain_router(database).rollback()
 
     assert read_rows(database) == before
-    assert applied_names(database) == MIGRATIONS[:4]
+    assert recorded_history(database) == MIGRATIONS[:4]
     assert_no_rebuild_leftovers(database)
 
 
@@ -633,7 +610,7 @@ def test_without_the_guard_dropping_a_parent_table_deletes_its_children(database
 def test_the_runner_refuses_to_run_inside_a_transaction(database):
     with database.atomic(), pytest.raises(MigrationFailed, match="inside a transaction"):
         migrate(database)
-    assert applied_names(database) == []
+    assert recorded_history(database) == []
     assert data_tables(database) == set()
     assert fetch(database, "PRAGMA foreign_keys") == [(1,)]
 
@@ -655,7 +632,7 @@ def test_a_migration_that_leaves_orphans_is_undone(database, tmp_path):
         migrate(database, migrations_dir=tmp_path)
     assert info.value.name == "002_delete_orders"
     assert read_rows(database) == before
-    assert applied_names(database) == ["001_init_orders"]
+    assert recorded_history(database) == ["001_init_orders"]
     assert_foreign_keys_enforced(database)
 
 
@@ -680,7 +657,7 @@ def test_a_missing_migrations_folder_is_an_error_and_is_not_created(database, tm
     migrate(database, to="001_init_orders")
     with pytest.raises(MigrationsNotFound):
         rollback(database, migrations_dir=missing)
-    assert applied_names(database) == ["001_init_orders"]
+    assert recorded_history(database) == ["001_init_orders"]
     assert not missing.exists()
 
 
@@ -697,7 +674,7 @@ def test_rollback_with_an_applied_migration_file_missing_is_a_bitloot_error(data
     (tmp_path / "003_create_webhook_logs.py").unlink()
     with pytest.raises(UnknownMigration):
         rollback(database, migrations_dir=tmp_path)
-    assert applied_names(database) == MIGRATIONS
+    assert recorded_history(database) == MIGRATIONS
 
 
 @sqlite_only

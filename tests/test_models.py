@@ -23,20 +23,13 @@ from bitloot_lite import (
     PaymentStatus,
     WebhookLog,
 )
+from bitloot_lite.db import is_postgres
 
 UTC = dt.timezone.utc
 
 
-def is_postgres(database):
-    return isinstance(database, pw.PostgresqlDatabase)
-
-
 def count(database, sql, params=()):
     return database.execute_sql(sql, params).fetchone()[0]
-
-
-def param(database):
-    return "%s" if is_postgres(database) else "?"
 
 
 def make_order(email="buyer@example.com", items=0, keys_per_item=0, payments=0, **fields):
@@ -108,7 +101,7 @@ def test_delete_instance_cascades_to_items_keys_and_payments(migrated):
 
 def test_raw_delete_cascades_in_the_database(migrated):
     doomed, kept, doomed_logs, kept_log = _cascade_fixture()
-    migrated.execute_sql(f'DELETE FROM "orders" WHERE "id" = {param(migrated)}', (str(doomed.id),))
+    migrated.execute_sql(f'DELETE FROM "orders" WHERE "id" = {migrated.param}', (str(doomed.id),))
     _assert_order_gone_but_logs_stay(migrated, doomed, kept, doomed_logs, kept_log)
 
 
@@ -126,7 +119,7 @@ def test_deleting_an_item_deletes_only_its_keys(migrated):
     assert other.keys.count() == 2
     # And by raw SQL: the database itself cascades.
     migrated.execute_sql(
-        f'DELETE FROM "order_items" WHERE "id" = {param(migrated)}', (str(second.id),)
+        f'DELETE FROM "order_items" WHERE "id" = {migrated.param}', (str(second.id),)
     )
     assert order.keys.count() == 0
     assert order.payments.count() == 1
@@ -223,7 +216,7 @@ def test_database_defaults_the_id_to_a_uuid4(migrated, table, columns, values):
 
 
 def test_database_default_ids_on_every_table(migrated):
-    p = param(migrated)
+    p = migrated.param
     migrated.execute_sql("INSERT INTO \"orders\" (\"email\") VALUES ('x@example.com')")
     (order_id,) = migrated.execute_sql('SELECT "id" FROM "orders"').fetchone()
     migrated.execute_sql(
@@ -363,7 +356,7 @@ def test_naive_datetimes_are_utc_and_aware_ones_are_converted(migrated):
 
     key = Key.create(order_item=item, viewed_at=local)
     assert _reload(key).viewed_at == naive.replace(tzinfo=UTC)
-    p = param(migrated)
+    p = migrated.param
     (raw,) = migrated.execute_sql(
         f'SELECT "viewedAt" FROM "keys" WHERE "id" = {p}', (str(key.id),)
     ).fetchone()
@@ -391,7 +384,7 @@ def test_database_timestamp_defaults_are_utc(migrated, db_url):
             assert value.tzinfo is not None and value.utcoffset() == dt.timedelta(0)
             assert close_to_now(value), value
         database.execute_sql(
-            f'INSERT INTO "order_items" ("orderId", "productId") VALUES ({param(database)}, \'p\')',
+            f'INSERT INTO "order_items" ("orderId", "productId") VALUES ({database.param}, \'p\')',
             (str(order.id),),
         )
         item = OrderItem.get()
@@ -580,7 +573,7 @@ def test_invalid_json_in_raw_payload_is_refused_by_the_database(migrated):
     with pytest.raises((pw.IntegrityError, pw.DataError)), migrated.atomic():
         migrated.execute_sql(
             'INSERT INTO "payments" ("orderId", "externalId", "rawPayload") '
-            f"VALUES ({param(migrated)}, 'np', 'nope: not json')",
+            f"VALUES ({migrated.param}, 'np', 'nope: not json')",
             (str(order.id),),
         )
     assert Payment.select().count() == 0
@@ -627,7 +620,7 @@ def _check_new_connection(database):
         OrderItem.create(order=uuid.uuid4(), product_id="orphan")
     with pytest.raises(pw.IntegrityError), database.atomic():
         database.execute_sql(
-            f'INSERT INTO "keys" ("orderItemId") VALUES ({param(database)})',
+            f'INSERT INTO "keys" ("orderItemId") VALUES ({database.param})',
             (str(uuid.uuid4()),),
         )
     with pytest.raises(pw.IntegrityError), database.atomic():
@@ -639,11 +632,10 @@ def test_a_new_connection_enforces_foreign_keys(migrated, db_url):
     migrated.close()
     fresh = bitloot_lite.connect(db_url)
     try:
-        assert fresh is not migrated
         _check_new_connection(fresh)
         # And the cascades still work on it.
         order = make_order(items=1, keys_per_item=1)
-        fresh.execute_sql(f'DELETE FROM "orders" WHERE "id" = {param(fresh)}', (str(order.id),))
+        fresh.execute_sql(f'DELETE FROM "orders" WHERE "id" = {fresh.param}', (str(order.id),))
         assert Key.select().count() == 0
     finally:
         fresh.close()
