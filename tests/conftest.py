@@ -81,6 +81,19 @@ def throwaway_url(request, backend, folder):
 
 
 @contextlib.contextmanager
+def migrated_database(request, backend, folder):
+    """(url, database) of a new database on ``backend``, migrated and bound to the
+    models; closed and dropped after the block. For module-scoped fixtures."""
+    with throwaway_url(request, backend, folder) as url:
+        database = bitloot_lite.connect(url)
+        try:
+            bitloot_lite.migrate(database)
+            yield url, database
+        finally:
+            database.close()
+
+
+@contextlib.contextmanager
 def opened(url):
     """A connection of its own to ``url`` (models not bound), closed after the block."""
     database = open_database(url)

@@ -812,9 +812,7 @@ def test_migrate_against_a_locked_database_is_a_clear_error_and_changes_nothing(
 def world_db(request, tmp_path_factory):
     """One database per backend for the bad-input tests, holding one of everything."""
     folder = tmp_path_factory.mktemp("bad-input")
-    with conftest.throwaway_url(request, request.param, folder) as url:
-        database = bitloot_lite.connect(url)
-        bitloot_lite.migrate(database)
+    with conftest.migrated_database(request, request.param, folder) as (url, database):
         paid = bitloot_lite.create_order("a@example.com", [("prod-a", 1), ("prod-b", 2)])
         for status in ("waiting", "paid"):
             bitloot_lite.set_status(paid, status)
@@ -827,7 +825,6 @@ def world_db(request, tmp_path_factory):
                                 full_item=paid.items[0], item=paid.items[1],
                                 key=bitloot_lite.keys_for_order(paid)[0])
         yield world
-        database.close()
 
 
 @pytest.fixture

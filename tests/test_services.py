@@ -63,11 +63,8 @@ TABLES = [model._meta.table_name for model in MODELS]
 def module_db(request, tmp_path_factory):
     """One database per backend, shared by the module's tests."""
     folder = tmp_path_factory.mktemp("services")
-    with conftest.throwaway_url(request, request.param, folder) as url:
-        database = bitloot_lite.connect(url)
-        bitloot_lite.migrate(database)
+    with conftest.migrated_database(request, request.param, folder) as (_url, database):
         yield database
-        database.close()
 
 
 @pytest.fixture
