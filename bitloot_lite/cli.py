@@ -58,10 +58,14 @@ def _common(command=None, *, error_exit=1):
                     database.close()
             except BitlootError as exc:
                 message = redact(str(exc), secrets)
-                lines = [line.strip() for line in message.splitlines() if line.strip()]
+                lines = [line.rstrip() for line in message.splitlines() if line.strip()]
                 if len(lines) > 1:
                     logger.info("%s", message)  # the full text, with -v
-                error = click.ClickException(lines[0] if lines else type(exc).__name__)
+                # The first line, and the "  - " items our errors list under it (each
+                # difference, each duplicate); other lines (a driver's DETAIL, which may
+                # quote data) only with -v.
+                shown = lines[:1] + [line for line in lines[1:] if line.startswith("  - ")]
+                error = click.ClickException("\n".join(shown) if shown else type(exc).__name__)
                 error.exit_code = error_exit
                 raise error from None
 
@@ -250,8 +254,8 @@ def rollback(database, where, migrations_dir, steps, to, allow_edited, lock_time
 def status(database, where, migrations_dir, as_json, allow_edited):
     """List every migration, one per line: applied (with its time, UTC) or pending.
 
-    Exit code 0 when nothing is pending, 1 when something is, 2 on error, so a
-    deploy can gate on it.
+    Exit code 0 when nothing is pending, 1 when something is (a migration, or an
+    index a killed deploy left unbuilt), 2 on error, so a deploy can gate on it.
 
     \b
     Example:
@@ -262,16 +266,20 @@ def status(database, where, migrations_dir, as_json, allow_edited):
     if as_json:
         _say(json.dumps({"database": where, "migrations": [
             {"name": s.name, "applied": s.applied, "edited": s.edited,
-             "applied_at": s.applied_at.isoformat() if s.applied else None} for s in states
+             "applied_at": s.applied_at.isoformat() if s.applied else None,
+             "unbuilt_indexes": list(s.unbuilt)} for s in states
         ]}, indent=2))
     else:
         for state in states:
             edited = "  (edited since)" if state.edited else ""
+            if state.unbuilt:
+                edited += (f"  (unfinished: index {', '.join(state.unbuilt)} missing or "
+                           "INVALID; run migrate to build it)")
             if state.applied:
                 _say(f"applied  {state.name}  {state.applied_at:%Y-%m-%d %H:%M:%S} UTC{edited}")
             else:
                 _say(f"pending  {state.name}")
-    if any(not state.applied for state in states):
+    if any(not state.done for state in states):
         sys.exit(1)
 
 

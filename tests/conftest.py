@@ -32,6 +32,7 @@ MIGRATIONS = [
     "003_create_webhook_logs",
     "004_orders_status_enum",
     "005_add_keys_reservation",
+    "006_unique_reservation_storage_ref",
 ]
 #: A line of `migrate` or `rollback` output for one migration.
 STEP_LINE = re.compile(r"^(applied|rolled back) (\S+) \(\d+\.\d{3}s\)$")
