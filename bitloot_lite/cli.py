@@ -201,14 +201,23 @@ def migrate(database, where, migrations_dir, to, allow_out_of_order, allow_edite
         bitloot-lite migrate --to 003_create_webhook_logs --lock-timeout 60
     """
     started = time.perf_counter()
+    steps = []
+
+    def on_step(step):
+        steps.append(step)
+        _print_step(step)
+
     applied = migrating.migrate(
         database, to=to, migrations_dir=migrations_dir, lock_timeout=lock_timeout,
         ddl_lock_timeout=ddl_lock_timeout, allow_edited=allow_edited,
-        allow_out_of_order=allow_out_of_order, on_step=_print_step, on_wait=_print_wait,
+        allow_out_of_order=allow_out_of_order, on_step=on_step, on_wait=_print_wait,
     )
+    seconds = time.perf_counter() - started
     if applied:
-        seconds = time.perf_counter() - started
         _say(f"{len(applied)} migration(s) applied to {where} in {seconds:.3f}s")
+    elif any(step.direction == "index" for step in steps):  # what a killed deploy left
+        _say(f"finished the unbuilt index(es) of applied migrations on {where} in "
+             f"{seconds:.3f}s; no migration was pending")
     elif to is not None:
         _say(f"nothing to migrate: {to} is already applied to {where} (up to date)")
     else:

@@ -448,7 +448,8 @@ def attach_reservation(postgres, _):
 
 @_statement
 def find_order_by_reservation(postgres, _):
-    # A plain equality on the column: IDX_orders_kinguinReservationId serves it.
+    # A plain equality on the column: an index on it serves it (the planners prefer 006's
+    # UQ_orders_kinguinReservationId, which also makes the LIMIT a formality).
     return (f'SELECT {ORDER} FROM "orders" WHERE "kinguinReservationId" = ? '
             'ORDER BY "createdAt", "id" LIMIT 1')
 

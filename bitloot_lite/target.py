@@ -169,7 +169,8 @@ def expected(backend, step=None):
     number ``step`` (0..6; None: all of them).
 
     Derived from the final schema by undoing, newest first, what each later step does:
-    6 adds the unique indexes on orders.kinguinReservationId and keys.storageRef; 5 adds keys and orders.kinguinReservationId (its index, its comment); 4 makes
+    6 adds the unique indexes on orders.kinguinReservationId and keys.storageRef;
+    5 adds keys and orders.kinguinReservationId (its index, its comment); 4 makes
     orders.status an enum (a CHECK on SQLite); 3, 2, 1 create their tables (2 also the
     payments_status_enum type).
     """

@@ -104,6 +104,15 @@ def opened(url):
         database.close()
 
 
+def concurrent_indexes(name):
+    """The indexes shipped migration ``name`` builds after its commit on PostgreSQL, in
+    order (its POSTGRES_CONCURRENT_INDEXES), read from its file."""
+    scope = {}
+    path = MIGRATIONS_DIR / f"{name}.py"
+    exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), scope)
+    return list(scope.get("POSTGRES_CONCURRENT_INDEXES", {}))
+
+
 def fetch(database, sql, params=None):
     return [tuple(row) for row in database.execute_sql(sql, params).fetchall()]
 

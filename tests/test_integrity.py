@@ -12,12 +12,12 @@ import time
 
 import peewee as pw
 import pytest
+from conftest import MIGRATIONS, fetch, opened, postgres_only, run_cli
 
 import bitloot_lite as bl
 from bitloot_lite import Key, Order, OrderStatus
 from bitloot_lite.db import is_postgres
 from bitloot_lite.schema import snapshot
-from conftest import MIGRATIONS, fetch, opened, postgres_only, run_cli
 
 NEWEST = MIGRATIONS[-1]
 BEFORE = MIGRATIONS[-2]
