@@ -143,6 +143,8 @@ class MigrationFailed(MigrationError):
         if lines and lines[0].strip().lower() in SQLITE_LOCKED:
             cause = (f"{lines[0].strip()}: another connection holds a write lock on the "
                      "database (waited the busy timeout); run it again once that is done")
+        elif lines and lines[0].strip().lower() == SQLITE_FULL:
+            cause = f"{lines[0].strip()}: free space on the database's disk, then run it again"
         if direction == "concurrent index build":  # outside a transaction: nothing to undo
             super().__init__(f"{direction} of {name} failed: {cause}; "
                              "run migrate again to finish it")
@@ -303,3 +305,43 @@ class DatabaseBusy(StorageError):
 
 def _value(status):
     return getattr(status, "value", status)
+
+
+# --------------------------------------------------------------------------- storage faults
+
+#: SQLite's message for SQLITE_FULL.
+SQLITE_FULL = "database or disk is full"
+
+
+class DatabaseFull(StorageError):
+    """``operation`` could not write: the database's disk (or SQLite's ``max_page_count``)
+    is full. Nothing was written.
+
+    ``transaction_lost``: the caller's whole enclosing transaction was rolled
+    back as well (SQLite may do that by itself on a full disk, and a commit that
+    fails leaves nothing committed); nothing of it is committed.
+    """
+
+    def __init__(self, operation, transaction_lost=False):
+        self.transaction_lost = transaction_lost
+        advice = ("; the whole enclosing transaction was rolled back: nothing in it was "
+                  "committed, retry all of it once there is space" if transaction_lost
+                  else ", free space on the database's disk and try again")
+        super().__init__(operation, f"the database or disk is full: nothing was written{advice}")
+
+
+class TransactionLost(StorageError):
+    """SQLite rolled back the caller's transaction by itself after an earlier error
+    (``cause``: a full disk, an I/O error ...), while the ``with db.atomic()`` block
+    that began it was still open.
+
+    Every later statement in that block, and the commit on leaving it, raise this
+    instead of running in autocommit mode: nothing of the block is committed.
+    """
+
+    def __init__(self, operation, cause=None):
+        self.cause = cause
+        after = f" after an error ({cause})" if cause else " after an earlier error"
+        super().__init__(operation, f"SQLite rolled back the enclosing transaction{after}: "
+                                    "nothing in it was committed and nothing more will be; "
+                                    "leave the block and retry the whole transaction")

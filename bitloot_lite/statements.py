@@ -24,8 +24,15 @@ import weakref
 
 import peewee as pw
 
-from .db import unwrap
-from .errors import SQLITE_LOCKED, ConfigurationError, DatabaseBusy, StorageError
+from .db import sqlite_full, unwrap
+from .errors import (
+    SQLITE_LOCKED,
+    ConfigurationError,
+    DatabaseBusy,
+    DatabaseFull,
+    StorageError,
+    TransactionLost,
+)
 from .fields import utcnow
 from .models import Key, Order, OrderItem, Payment, WebhookLog
 
@@ -164,15 +171,39 @@ def api(function):
     def wrapper(*args, **kwargs):
         try:
             return function(*args, **kwargs)
+        except TransactionLost as exc:  # from db.SqliteDatabase: named after the call
+            error = TransactionLost(function.__name__, exc.cause)
         except _DATABASE_ERRORS as exc:
-            if _is_busy(exc):
-                error = DatabaseBusy(function.__name__, _busy_timeout())
-            else:
-                error = StorageError(function.__name__, _describe(exc))
+            error = _translate(function.__name__, exc)
         logger.debug("%s", error)
         raise error
 
     return wrapper
+
+
+def _translate(operation, exc):
+    """The StorageError for driver error ``exc`` raised by service call ``operation``."""
+    lost = _transaction_lost(exc)
+    if sqlite_full(exc):
+        return DatabaseFull(operation, lost)
+    if lost:  # an I/O error, say: the caller's earlier writes are gone too
+        return TransactionLost(operation, _describe(exc))
+    if _is_busy(exc):
+        return DatabaseBusy(operation, _busy_timeout())
+    return StorageError(operation, _describe(exc))
+
+
+def _transaction_lost(exc):
+    """Whether SQLite rolled back the caller's whole transaction with ``exc``."""
+    try:
+        db = bound_database()
+    except ConfigurationError:
+        return False
+    lost = getattr(db, "transaction_lost", None)
+    if lost is None or not lost():
+        return False
+    db.note_lost(exc)
+    return True
 
 
 #: PostgreSQL's lock_not_available (a lock_timeout ran out); SQLite's is SQLITE_LOCKED.
@@ -281,12 +312,14 @@ class atomic:
 
 def _undo(db):
     """Back to our savepoint, and drop it. Nothing to do if the connection is
-    gone (the server rolled the transaction back), and nothing can be done if
-    the savepoint is (the database rolled the transaction back, or it was
+    gone (the server rolled the transaction back) or SQLite rolled the whole
+    transaction back by itself (db.SqliteDatabase then refuses every later
+    statement of it), and nothing can be done if the savepoint is gone (it was
     aborted before we came): the caller's transaction then fails as it would."""
-    lost = getattr(db, "connection_lost", None)
-    if lost is not None and lost():
-        return
+    for gone in ("connection_lost", "transaction_lost"):
+        lost = getattr(db, gone, None)
+        if lost is not None and lost():
+            return
     with contextlib.suppress(*_DATABASE_ERRORS):
         for statement in _UNDO:
             _execute(db, statement, ())

@@ -1,0 +1,325 @@
+"""Integrity under faults (issue 9, point 4): a full disk, SQLite rolling a transaction
+back by itself, masked URLs whatever their shape, one migration lock per database
+file, JSON numbers that read back as written, a payment racing its order's deletion,
+and what a SQLite deadlock-avoiding SQLITE_BUSY says.
+
+Nothing is mocked. A full disk is either SQLite's own limit (``PRAGMA max_page_count``,
+which makes SQLite raise SQLITE_FULL exactly as a full disk does) or, where the test
+can mount one (root), a real, small tmpfs filled to the last block.
+"""
+
+import contextlib
+import logging
+import os
+import subprocess
+import uuid
+
+import pytest
+from conftest import MIGRATIONS, fetch, opened, run_cli, sqlite_only
+
+import bitloot_lite
+from bitloot_lite import (
+    BitlootError,
+    DatabaseUnavailable,
+    InvalidDatabaseURL,
+    Order,
+    migrating,
+)
+from bitloot_lite.db import open_database
+from bitloot_lite.errors import DatabaseFull, TransactionLost
+
+# --------------------------------------------------------------------------- a full disk
+
+
+def fill_to_the_limit(database):
+    """Let ``database`` (SQLite) grow by two pages at most: the next writes fail with
+    SQLITE_FULL. Returns a function that lifts the limit again (on the sqlite3
+    connection itself: inside a lost transaction, bitloot-lite refuses every statement)."""
+    pages = database.execute_sql("PRAGMA page_count").fetchone()[0]
+    database.execute_sql(f"PRAGMA max_page_count = {pages + 2}")
+    return lambda: database.connection().execute("PRAGMA max_page_count = 1073741823")
+
+
+def orders_until_full(count=10_000):
+    """Create one-item orders until SQLite says the disk is full; returns that error.
+
+    One row per statement: for such a statement SQLite rolls back the whole
+    transaction on SQLITE_FULL (a multi-row one has a statement journal and
+    undoes only itself), which is the case the service layer must survive.
+    """
+    for number in range(count):
+        try:
+            bitloot_lite.create_order(f"filler{number}@example.com", [("x" * 100, 1)])
+        except DatabaseFull as exc:
+            return exc
+    raise AssertionError("the database never filled up")
+
+
+def emails(url):
+    with opened(url) as other:
+        return sorted(email for (email,) in fetch(other, 'SELECT "email" FROM "orders"'))
+
+
+@sqlite_only
+def test_after_sqlite_rolled_the_callers_transaction_back_nothing_more_is_committed(
+        migrated, db_url):
+    lift = fill_to_the_limit(migrated)
+    # Leaving the block raises a BitlootError too, not peewee's "cannot rollback".
+    with pytest.raises(TransactionLost) as leaving, migrated.atomic():
+        bitloot_lite.create_order("first@example.com", [("p", 1)])
+        full = orders_until_full()
+        assert full.transaction_lost
+        assert "whole enclosing transaction was rolled back" in str(full)
+        lift()  # room again: what follows would succeed, and must not be committed
+        with pytest.raises(TransactionLost) as later:
+            bitloot_lite.create_order("later@example.com", [("p", 1)])
+        with pytest.raises(TransactionLost):
+            Order.create(email="model@example.com")  # the caller's own peewee writes too
+        with pytest.raises(TransactionLost), migrated.atomic():  # a nested block
+            bitloot_lite.create_order("nested@example.com", [("p", 1)])
+    assert isinstance(leaving.value, BitlootError)
+    assert later.value.operation == "create_order"
+    assert "database or disk is full" in str(later.value) and "retry" in str(later.value)
+    assert "commit" in str(leaving.value)
+    assert emails(db_url) == []  # the first order is gone, and nothing later was committed
+    # The connection is usable again once the block is left.
+    bitloot_lite.create_order("after@example.com", [("p", 1)])
+    assert emails(db_url) == ["after@example.com"]
+
+
+@sqlite_only
+def test_leaving_the_block_with_the_error_raises_that_error(migrated, db_url):
+    fill_to_the_limit(migrated)
+    with pytest.raises(DatabaseFull) as info, migrated.atomic():
+        bitloot_lite.create_order("first@example.com", [("p", 1)])
+        for number in range(10_000):  # the DatabaseFull leaves the block
+            bitloot_lite.create_order(f"filler{number}@example.com", [("x" * 100, 1)])
+    assert info.value.transaction_lost
+    assert emails(db_url) == []
+
+
+@sqlite_only
+def test_create_order_on_a_full_database_says_the_disk_is_full(migrated, db_url):
+    fill_to_the_limit(migrated)
+    before = len(emails(db_url))
+    error = orders_until_full()  # no transaction of the caller's: each call is its own
+    assert isinstance(error, DatabaseFull) and not error.transaction_lost
+    assert "database or disk is full" in str(error) and "no transaction" not in str(error)
+    assert len(emails(db_url)) >= before  # every order before the failing one is kept
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 8 MB filesystem (tmpfs) to fill up; skipped where it cannot be mounted."""
+    mountpoint = tmp_path / "disk"
+    mountpoint.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mountpoint)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", "-l", str(mountpoint)], check=True)
+
+
+def fill_disk(folder, leave=64 * 1024):
+    """Fill ``folder``'s filesystem to the last block, then free ``leave`` bytes of it.
+    Returns the filler file: unlink it to make room again."""
+    filler = folder / "filler"
+    chunk = b"\0" * 65536
+    with open(filler, "wb", buffering=0) as handle:
+        with contextlib.suppress(OSError):
+            while True:
+                handle.write(chunk)
+        size = handle.tell()
+    assert os.statvfs(folder).f_bavail == 0
+    os.truncate(filler, max(size - leave, 0))
+    return filler
+
+
+def with_orders(url, count, to=None):
+    """Migrate ``url`` (to ``to``) and give it ``count`` orders; returns the order count."""
+    with opened(url) as database:
+        migrating.migrate(database, to=to)
+        with database.atomic():
+            for number in range(count):
+                database.execute_sql(
+                    'INSERT INTO "orders" ("id", "email", "status", "total", "createdAt", '
+                    "\"updatedAt\") VALUES (?, ?, 'created', 0, '2026-01-01', '2026-01-01')",
+                    (str(uuid.uuid4()), f"customer{number}@example.com" + "x" * 150))
+    return count
+
+
+def applied(url):
+    with opened(url) as database:
+        return list(migrating.Router(database).history())
+
+
+def assert_one_clean_line(result, *words):
+    assert result.exit_code == 1, result.output
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ") and all(word in lines[0] for word in words), lines[0]
+    assert "no transaction is active" not in lines[0]
+    return lines[0]
+
+
+@sqlite_only
+def test_migrate_on_a_full_disk_names_the_full_disk_and_changes_nothing(small_disk, backend):
+    url = f"sqlite:///{small_disk / 'bitloot.db'}"
+    rows = with_orders(url, 3000, to=MIGRATIONS[2])
+    filler = fill_disk(small_disk)
+
+    result = run_cli("migrate", "--database", url)
+
+    line = assert_one_clean_line(result, "database or disk is full", "free space")
+    assert f"migrate of {MIGRATIONS[3]} failed and was undone" in line
+    assert applied(url) == MIGRATIONS[:3]
+    filler.unlink()
+    with opened(url) as database:
+        assert fetch(database, 'SELECT count(*) FROM "orders"') == [(rows,)]
+        assert migrating.migrate(database) == MIGRATIONS[3:]
+
+
+@sqlite_only
+def test_rollback_on_a_full_disk_names_the_full_disk_and_keeps_a_boundary(small_disk, backend):
+    url = f"sqlite:///{small_disk / 'bitloot.db'}"
+    rows = with_orders(url, 3000)
+    filler = fill_disk(small_disk)
+
+    result = run_cli("rollback", "--database", url, "--to", MIGRATIONS[2])
+
+    line = assert_one_clean_line(result, "database or disk is full", "free space")
+    assert "rollback of" in line and "failed and was undone" in line
+    left = applied(url)
+    assert left == MIGRATIONS[:len(left)] and len(left) > 3  # a migration boundary
+    filler.unlink()
+    with opened(url) as database:
+        assert fetch(database, 'SELECT count(*) FROM "orders"') == [(rows,)]
+        assert migrating.rollback(database, to=MIGRATIONS[2])
+        assert migrating.migrate(database) == MIGRATIONS[3:]
+
+
+@sqlite_only
+def test_create_order_on_a_really_full_disk_is_database_full(small_disk, backend):
+    url = f"sqlite:///{small_disk / 'bitloot.db'}"
+    with_orders(url, 0)
+    database = bitloot_lite.connect(url)
+    try:
+        fill_disk(small_disk, leave=0)
+        error = orders_until_full()
+        assert "database or disk is full" in str(error)
+        with pytest.raises(DatabaseFull), database.atomic():
+            for number in range(1000):
+                bitloot_lite.create_order(f"more{number}@example.com", [("x" * 100, 1)])
+    finally:
+        database.close()
+
+
+# --------------------------------------------------------------------------- URL masking
+
+#: The password of every URL below, in pieces: none of them may ever be shown.
+PIECES = ("S3cr", "Xq9", "Zk7")
+
+#: Malformed or unusual URLs, each holding a password made of PIECES.
+BAD_URLS = [
+    "postgresql://app:S3cr/Xq9@db.internal/bitloot",  # / in the password
+    "postgresql://app:S3cr#Xq9@db.internal/bitloot",  # #
+    "postgresql://app:S3cr?Xq9@db.internal/bitloot",  # ?
+    "postgresql://app:S3cr/Xq9#Zk7?@127.0.0.1/bitloot",
+    "app:S3crXq9@db.internal/bitloot",  # no scheme
+    "S3crXq9@db.internal/bitloot",
+    "postgresql:/app:S3crXq9@127.0.0.1/bitloot",  # one slash: libpq took it for a path
+    "postgresql:app:S3crXq9@127.0.0.1/bitloot",
+    "postgresql://app:S3crXq9@127.0.0.1:1,127.0.0.1:2/bitloot",  # libpq multi-host
+    "postgresql://app@127.0.0.1:1/bitloot?password=S3crXq9",
+    "postgresql://app@127.0.0.1:1/bitloot?sslmode=disable&password=S3cr#Xq9",
+    "postgresql://app@127.0.0.1:1/bitloot?password=S3cr&Xq9",
+    "postgresql://app@127.0.0.1:1/bitloot?PassWord=S3cr+Xq9&sslpassword=Zk7",
+    "postgresql://app:S3cr@Xq9@127.0.0.1:1/bitloot",  # an unencoded @
+    "postgresql://app:S3cr:Xq9@[::1/bitloot",  # a broken IPv6 host
+    "postgresql://app:S3crXq9@db.internal:99999/bitloot",
+    "postgresql://app:S3cr%2FXq9@127.0.0.1:1/bitloot",  # well formed, unreachable
+    "postgresql://app:S3crXq9@127.0.0.1:5432/bitloot_no_such_database",
+    "sqlite:///bitloot.db?password=S3crXq9",
+    "sqlite:/bitloot.db?passwd=S3cr#Xq9",
+    "mysql://app:S3cr/Xq9@db.internal/bitloot",
+]
+
+
+def assert_hidden(text):
+    for piece in PIECES:
+        assert piece not in text, text
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_a_bad_url_never_shows_its_password(url, unrelated_cwd):
+    assert_hidden(bitloot_lite.mask_url(url))
+    with pytest.raises(BitlootError) as info:
+        open_database(url)
+    error = info.value
+    assert isinstance(error, (InvalidDatabaseURL, DatabaseUnavailable)), error
+    assert_hidden(str(error))
+    assert_hidden(error.url)
+    assert error.__context__ is None and error.__cause__ is None  # no driver text attached
+    assert not list(unrelated_cwd.iterdir())  # nothing was created on the way
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+@pytest.mark.parametrize("verbosity", [[], ["-v"], ["-vv"]])
+def test_the_cli_never_shows_the_password_of_a_bad_url(url, verbosity, unrelated_cwd):
+    for command in (["status"], ["migrate"]):
+        result = run_cli(*command, *verbosity, "--database", url)
+        assert result.exit_code in (1, 2), result.output
+        assert_hidden(result.stdout + result.stderr)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+        assert len(errors) == 1, result.stderr
+    result = run_cli("status", "-vv", env={"DATABASE_URL": url})
+    assert_hidden(result.stdout + result.stderr)
+
+
+def test_logs_never_show_the_password(caplog):
+    caplog.set_level(logging.DEBUG)
+    for url in BAD_URLS:
+        with contextlib.suppress(BitlootError):
+            open_database(url).close()
+    assert_hidden(caplog.text)
+
+
+@pytest.mark.parametrize("url, masked", [
+    # A password with / # ? that the parsers would misread: masked to the last @.
+    ("postgresql://app:S3cr/Xq9@db.internal/bitloot", "postgresql://app:***@db.internal/bitloot"),
+    ("postgresql://app:S3cr#Xq9@db/bitloot", "postgresql://app:***@db/bitloot"),
+    ("postgresql://app:S3cr?Xq9@db/bitloot?sslmode=require",
+     "postgresql://app:***@db/bitloot?sslmode=require"),
+    ("postgresql://app:S3cr@Xq9@db/bitloot", "postgresql://app:***@db/bitloot"),
+    # libpq's multi-host form
+    ("postgresql://app:S3cr@h1:5432,h2:5433/bitloot",
+     "postgresql://app:***@h1:5432,h2:5433/bitloot"),
+    # no scheme, one slash: nothing after the scheme is shown
+    ("app:S3crXq9@db.internal/bitloot", "app:***"),
+    ("S3crXq9@db.internal/bitloot", "***"),
+    ("postgresql:/app:S3crXq9@db/bitloot", "postgresql:***"),
+    # query secrets, also with an unencoded & or #
+    ("postgresql://app@db/bitloot?password=S3cr", "postgresql://app@db/bitloot?password=***"),
+    ("postgresql://app@db/bitloot?password=S3cr#Xq9&sslmode=require",
+     "postgresql://app@db/bitloot?password=***&sslmode=require"),
+    ("postgresql://app@db/bitloot?password=S3cr&Xq9", "postgresql://app@db/bitloot?password=***&***"),
+    ("sqlite:///x.db?password=S3cr", "sqlite:///x.db?password=***"),
+    # what must stay as it is
+    ("sqlite:///bitloot.db", "sqlite:///bitloot.db"),
+    ("sqlite:////tmp/a@b.db", "sqlite:////tmp/a@b.db"),
+    ("postgresql://app@db/bitloot?application_name=a@b",
+     "postgresql://app@db/bitloot?application_name=a@b"),
+])
+def test_mask_url_whatever_the_shape(url, masked):
+    assert bitloot_lite.mask_url(url) == masked
+
+
+def test_a_well_formed_url_still_connects(db_url):
+    with opened(db_url) as database:
+        assert fetch(database, "SELECT 1") == [(1,)]
