@@ -12,10 +12,15 @@ import contextlib
 import logging
 import os
 import subprocess
+import sys
+import time
 import uuid
 
+import conftest
 import pytest
-from conftest import MIGRATIONS, fetch, opened, run_cli, sqlite_only
+from conftest import MIGRATIONS, clean_env, fetch, opened, run_cli, sqlite_only
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import bitloot_lite
 from bitloot_lite import (
@@ -23,10 +28,13 @@ from bitloot_lite import (
     DatabaseUnavailable,
     InvalidDatabaseURL,
     Order,
+    Payment,
+    WebhookLog,
     migrating,
 )
 from bitloot_lite.db import open_database
 from bitloot_lite.errors import DatabaseFull, TransactionLost
+from bitloot_lite.schema import HISTORY_TABLE
 
 # --------------------------------------------------------------------------- a full disk
 
@@ -323,3 +331,165 @@ def test_mask_url_whatever_the_shape(url, masked):
 def test_a_well_formed_url_still_connects(db_url):
     with opened(db_url) as database:
         assert fetch(database, "SELECT 1") == [(1,)]
+
+
+# --------------------------------------------------------------------------- one lock per file
+
+LAUNCHER = """\
+import os, sys, time
+from bitloot_lite.cli import main
+barrier = sys.argv.pop(1)
+open(f"{barrier}.ready.{os.getpid()}", "w").close()
+deadline = time.monotonic() + 60
+while not os.path.exists(barrier) and time.monotonic() < deadline:
+    time.sleep(0.002)
+main()
+"""
+
+
+def start_together(commands, folder):
+    """One real CLI process per argument list in ``commands``, released at once;
+    returns [(exit code, stdout, stderr)]."""
+    barrier = folder / "go"
+    processes = [
+        subprocess.Popen([sys.executable, "-c", LAUNCHER, str(barrier), *map(str, args)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=clean_env())
+        for args in commands
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(folder.glob("go.ready.*"))) < len(processes):
+            assert time.monotonic() < deadline, "the processes never became ready"
+            assert all(p.poll() is None for p in processes), [p.communicate() for p in processes]
+            time.sleep(0.01)
+        barrier.touch()
+        outputs = [p.communicate(timeout=120) for p in processes]
+        return [(p.returncode, *output) for p, output in zip(processes, outputs, strict=True)]
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+@sqlite_only
+@pytest.mark.parametrize("round_", range(3))
+def test_a_symlink_and_a_hard_link_to_one_file_share_one_migration_lock(
+        tmp_path, backend, round_):
+    real = tmp_path / "data" / "bitloot.db"
+    real.parent.mkdir()
+    rows = with_orders(f"sqlite:///{real}", 2000, to=MIGRATIONS[2])  # 004 has rows to rebuild
+    symlink, hardlink = tmp_path / "symlinked" / "bitloot.db", tmp_path / "linked" / "shop.db"
+    symlink.parent.mkdir()
+    hardlink.parent.mkdir()
+    symlink.symlink_to(real)
+    os.link(real, hardlink)
+    folder = tmp_path / "barrier"
+    folder.mkdir()
+
+    results = start_together([["migrate", "--database", f"sqlite:///{path}"]
+                              for path in (real, symlink, hardlink)], folder)
+
+    assert [code for code, _out, _err in results] == [0, 0, 0], results
+    applied_lines = [line.split()[1] for _code, out, _err in results
+                     for line in out.splitlines() if line.startswith("applied ")]
+    assert sorted(applied_lines) == MIGRATIONS[3:], results  # each once, by one of them
+    with opened(f"sqlite:///{real}") as database:
+        names = [name for (name,) in fetch(database, f'SELECT "name" FROM "{HISTORY_TABLE}"')]
+        assert names == MIGRATIONS
+        (create,) = fetch(database, "SELECT sql FROM sqlite_master WHERE name = 'orders'")[0]
+        assert create.count("CHK_orders_status") == 1, create
+        assert fetch(database, 'SELECT count(*) FROM "orders"') == [(rows,)]
+        assert fetch(database, "PRAGMA integrity_check") == [("ok",)]
+
+
+# --------------------------------------------------------------------------- JSON numbers
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def shared_db(request, tmp_path_factory):
+    """One migrated database per backend for the JSON tests (hypothesis shares it)."""
+    folder = tmp_path_factory.mktemp("json")
+    with conftest.migrated_database(request, request.param, folder) as (_url, database):
+        yield database
+
+
+@pytest.fixture
+def json_db(shared_db):
+    bitloot_lite.db.database_proxy.initialize(shared_db)
+    for table in ("payments", "webhook_logs", "order_items", "orders"):
+        shared_db.execute_sql(f'DELETE FROM "{table}"')
+    return shared_db
+
+
+#: Floats that Python writes with a positive exponent, which jsonb used to hand back as ints.
+BIG_FLOATS = {"a": 1e23, "b": 1.5e300, "c": 6.6e16, "d": [-1e23, 1e16, 1.7976931348623157e308],
+              "e": {"f": 2.5e20, "g": 1e-7, "h": 0.1, "i": -0.0, "j": 5e-324}}
+
+
+def same_json(a, b):
+    """Equal, and of the same JSON types (1e23 is not 100000000000000000000000)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(
+            same_json(a[key], b[key]) for key in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(same_json, a, b))
+    return type(a) is type(b) and a == b
+
+
+def test_json_floats_read_back_as_written(json_db):
+    hook = bitloot_lite.record_webhook("hook-floats", "payment", BIG_FLOATS)
+    assert same_json(WebhookLog.get_by_id(hook.id).payload, BIG_FLOATS)
+    again = bitloot_lite.record_webhook("hook-floats", "payment", BIG_FLOATS)
+    assert same_json(again.payload, BIG_FLOATS) and again.attempt_count == 2
+    order = bitloot_lite.create_order("a@example.com", [("p", 1)])
+    payment = bitloot_lite.record_payment(order, "pay-floats", "waiting", raw_payload=BIG_FLOATS)
+    assert same_json(payment.raw_payload, BIG_FLOATS)
+    assert same_json(Payment.get_by_id(payment.id).raw_payload, BIG_FLOATS)
+    via_model = Payment.create(order=order, external_id="pay-model", raw_payload=BIG_FLOATS)
+    assert same_json(Payment.get_by_id(via_model.id).raw_payload, BIG_FLOATS)
+
+
+def test_a_repeated_payment_with_big_floats_writes_nothing(json_db, queries):
+    order = bitloot_lite.create_order("a@example.com", [("p", 1)])
+    first = bitloot_lite.record_payment(order, "pay-1", "waiting", raw_payload={"amount": 1e23},
+                                        price_amount="1.5")
+    with queries(json_db) as counted:
+        again = bitloot_lite.record_payment(order, "pay-1", "waiting",
+                                            raw_payload={"amount": 1e23}, price_amount="1.5")
+    # The INSERT that finds the payment there, the read that compares: no UPDATE.
+    assert counted.count == 2, counted.statements
+    assert again.updated_at == first.updated_at
+    assert Payment.get_by_id(first.id).updated_at == first.updated_at
+
+
+JSON_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**30), 10**30),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from([1e23, 1.5e300, 6.6e16, -1e16, 9007199254740993.0, 5e-324, -0.0]),
+    st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=8),
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.text(st.characters(codec="utf-8", exclude_characters="\x00"),
+                                max_size=6), inner, max_size=4)),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=JSON_VALUES.filter(lambda value: value is not None))
+def test_any_json_payload_reads_back_as_written(json_db, payload):
+    WebhookLog.delete().execute()
+    Payment.delete().execute()
+    hook = bitloot_lite.record_webhook("hook", "payment", payload)
+    assert same_json(WebhookLog.get_by_id(hook.id).payload, payload)
+    order = bitloot_lite.create_order("a@example.com", [("p", 1)])
+    first = bitloot_lite.record_payment(order, "pay", "waiting", raw_payload=payload)
+    assert same_json(Payment.get_by_id(first.id).raw_payload, payload)
+    again = bitloot_lite.record_payment(order, "pay", "waiting", raw_payload=payload)
+    assert again.updated_at == first.updated_at  # a repeat that changes nothing writes nothing
