@@ -35,10 +35,12 @@ from .errors import (
 from .fields import JSONField
 from .models import Key, Order, OrderItem, OrderStatus, Payment, PaymentStatus, WebhookLog
 from .statements import (
+    DATABASE_ERRORS,
     KEY_BATCH,
     api,
     atomic,
     bound_database,
+    foreign_key_violation,
     load,
     make,
     one,
@@ -333,11 +335,21 @@ def record_payment(order, external_id, status, **fields):
     db = bound_database()
     now = timestamps(db)[1]
     insert = {"provider": Payment.provider.default, "confirmations": 0, **given}
-    row = write(db, "insert_payment", (
-        uuid4s(1)[0], external_id, insert["provider"], status.value,
-        *(insert.get(name) for name in ("raw_payload", "price_amount", "price_currency",
-                                        "pay_amount", "pay_currency")),
-        insert["confirmations"], now, now, oid)).fetchone()
+    gone = False
+    try:
+        row = write(db, "insert_payment", (
+            uuid4s(1)[0], external_id, insert["provider"], status.value,
+            *(insert.get(name) for name in ("raw_payload", "price_amount", "price_currency",
+                                            "pay_amount", "pay_currency")),
+            insert["confirmations"], now, now, oid)).fetchone()
+    except DATABASE_ERRORS as exc:
+        # The order was there for the SELECT, and deleted (by a transaction that
+        # committed while ours waited for its row) before the foreign key check.
+        if not foreign_key_violation(exc):
+            raise
+        gone = True
+    if gone:  # raised here, not in the except block: no driver error chained to it
+        raise NotFound("Order", oid)
     if row is not None:
         return load(Payment, row)
     for _ in range(10):  # compare-and-set on the status; retried if another call moved it

@@ -43,6 +43,7 @@ except ImportError:  # pragma: no cover - psycopg2-binary is a dependency
 
 #: What a driver or peewee may raise; the API turns each into a StorageError.
 _DATABASE_ERRORS = (pw.PeeweeException, sqlite3.Error) + ((psycopg2.Error,) if psycopg2 else ())
+DATABASE_ERRORS = _DATABASE_ERRORS  # for a service that handles one error itself
 
 logger = logging.getLogger("bitloot_lite.services")
 
@@ -204,6 +205,18 @@ def _transaction_lost(exc):
         return False
     db.note_lost(exc)
     return True
+
+
+#: PostgreSQL's foreign_key_violation.
+_FOREIGN_KEY_SQLSTATE = "23503"
+
+
+def foreign_key_violation(exc):
+    """Whether driver error ``exc`` is a foreign key violation: the row referred to is gone."""
+    original = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
+    if getattr(original, "pgcode", None) == _FOREIGN_KEY_SQLSTATE:
+        return True
+    return str(original).strip().upper().startswith("FOREIGN KEY CONSTRAINT FAILED")
 
 
 #: PostgreSQL's lock_not_available (a lock_timeout ran out); SQLite's is SQLITE_LOCKED.

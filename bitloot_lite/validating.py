@@ -9,7 +9,6 @@ on both backends.
 import datetime as dt
 import decimal
 import ipaddress
-import json
 import math
 import re
 import uuid

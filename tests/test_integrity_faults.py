@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -27,6 +28,7 @@ from bitloot_lite import (
     BitlootError,
     DatabaseUnavailable,
     InvalidDatabaseURL,
+    NotFound,
     Order,
     Payment,
     WebhookLog,
@@ -493,3 +495,61 @@ def test_any_json_payload_reads_back_as_written(json_db, payload):
     assert same_json(Payment.get_by_id(first.id).raw_payload, payload)
     again = bitloot_lite.record_payment(order, "pay", "waiting", raw_payload=payload)
     assert again.updated_at == first.updated_at  # a repeat that changes nothing writes nothing
+
+
+# ------------------------------------------------------------------ a payment racing a delete
+
+
+def wait_until_blocked(watcher, backend, thread, seconds=10):
+    """Until the record_payment in ``thread`` waits for the deleter's lock."""
+    if backend != "postgres":  # SQLite: it waits in the busy handler; no catalog shows it
+        time.sleep(0.2)
+        return
+    deadline = time.monotonic() + seconds
+    while not fetch(watcher, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                             "AND datname = current_database()"):
+        assert thread.is_alive() and time.monotonic() < deadline, "it never waited"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("inside_a_transaction", [False, True])
+def test_record_payment_racing_the_deletion_of_its_order_is_not_found(
+        migrated, db_url, backend, inside_a_transaction):
+    outcomes = []
+
+    def pay(order_id, external_id):
+        try:
+            if not inside_a_transaction:
+                bitloot_lite.record_payment(order_id, external_id, "waiting")
+                outcomes.append("paid")
+                return
+            with migrated.atomic():
+                try:
+                    bitloot_lite.record_payment(order_id, external_id, "waiting")
+                    outcomes.append("paid")
+                except NotFound as exc:
+                    outcomes.append(exc)
+                # The caller's transaction goes on after the NotFound, and commits.
+                bitloot_lite.create_order(f"after-{external_id}@example.com", [("p", 1)])
+        except BaseException as exc:  # noqa: BLE001 - every outcome is reported
+            outcomes.append(exc)
+        finally:
+            migrated.close()  # this thread's connection
+
+    with opened(db_url) as deleter, opened(db_url) as watcher:
+        for round_ in range(20):
+            order = bitloot_lite.create_order(f"round{round_}@example.com", [("p", 1)])
+            with deleter.atomic():
+                deleter.execute_sql(f'DELETE FROM "orders" WHERE "id" = {deleter.param}',
+                                    (str(order.id),))
+                thread = threading.Thread(target=pay, args=(order.id, f"pay-{round_}"))
+                thread.start()
+                wait_until_blocked(watcher, backend, thread)
+            thread.join(30)
+            assert not thread.is_alive()
+
+    assert all(isinstance(outcome, NotFound) for outcome in outcomes), outcomes
+    assert len(outcomes) == 20
+    assert fetch(migrated, 'SELECT count(*) FROM "payments"') == [(0,)]
+    if inside_a_transaction:
+        assert len([email for email in emails(db_url) if email.startswith("after-")]) == 20
