@@ -287,20 +287,35 @@ class StorageError(BitlootError):
 
 
 class DatabaseBusy(StorageError):
-    """Another connection held the lock ``operation`` needed for longer than the busy
-    timeout (``seconds``; None where unknown); nothing was written: try again later.
+    """Another connection held a lock ``operation`` needed; nothing was written.
 
-    On SQLite: another writer's transaction ("database is locked") outlasted the
-    busy timeout (5 s; ``?busy_timeout=MS`` in the URL). On PostgreSQL: a
-    ``lock_timeout`` ran out.
+    Mostly the lock was held for longer than the busy timeout (``seconds``; None
+    where unknown): on SQLite another writer's transaction ("database is
+    locked") outlasted it (5 s; ``?busy_timeout=MS`` in the URL), on PostgreSQL
+    a ``lock_timeout`` ran out. Try again later.
+
+    ``at_once``: SQLite did not wait at all. Inside a transaction that has
+    already read, it refuses to wait for another writer (the two could deadlock)
+    and can never write on a snapshot that another connection has written since:
+    the transaction cannot write any more; roll it back and retry the whole
+    transaction.
     """
 
-    def __init__(self, operation, seconds=None):
+    def __init__(self, operation, seconds=None, at_once=False):
         self.seconds = seconds
-        timeout = "its lock timeout" if seconds is None else f"the busy timeout ({seconds:g}s)"
-        super().__init__(operation, f"the database is locked: another connection held a lock "
-                                    f"it needed for longer than {timeout}; nothing was "
-                                    "written, try again later")
+        self.at_once = at_once
+        if at_once:
+            reason = ("the database is locked: this transaction has read, and another "
+                      "connection is writing or has written since, so SQLite cannot let it "
+                      "write and does not wait (waiting could deadlock); nothing was written, "
+                      "retry the whole transaction (one that starts with its write, or with "
+                      "BEGIN IMMEDIATE, waits its turn instead)")
+        else:
+            timeout = ("its lock timeout" if seconds is None
+                       else f"the busy timeout ({seconds:g}s)")
+            reason = (f"the database is locked: another connection held a lock it needed for "
+                      f"longer than {timeout}; nothing was written, try again later")
+        super().__init__(operation, reason)
 
 
 def _value(status):

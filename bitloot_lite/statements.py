@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import sqlite3
+import time
 import weakref
 
 import peewee as pw
@@ -170,28 +171,43 @@ def api(function):
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
+        started = time.monotonic()  # whether SQLite waited before it said busy
         try:
             return function(*args, **kwargs)
         except TransactionLost as exc:  # from db.SqliteDatabase: named after the call
             error = TransactionLost(function.__name__, exc.cause)
         except _DATABASE_ERRORS as exc:
-            error = _translate(function.__name__, exc)
+            error = _translate(function.__name__, exc, time.monotonic() - started)
         logger.debug("%s", error)
         raise error
 
     return wrapper
 
 
-def _translate(operation, exc):
-    """The StorageError for driver error ``exc`` raised by service call ``operation``."""
+def _translate(operation, exc, waited):
+    """The StorageError for driver error ``exc`` raised by service call ``operation``
+    after ``waited`` seconds."""
     lost = _transaction_lost(exc)
     if sqlite_full(exc):
         return DatabaseFull(operation, lost)
     if lost:  # an I/O error, say: the caller's earlier writes are gone too
         return TransactionLost(operation, _describe(exc))
     if _is_busy(exc):
-        return DatabaseBusy(operation, _busy_timeout())
+        seconds = _busy_timeout()
+        return DatabaseBusy(operation, seconds, _declined_to_wait(exc, waited, seconds))
     return StorageError(operation, _describe(exc))
+
+
+def _declined_to_wait(exc, waited, seconds):
+    """Whether SQLite said busy without waiting its busy timeout: inside a transaction
+    that has read, it never waits to write (SQLITE_BUSY_SNAPSHOT, or plain SQLITE_BUSY
+    when another connection holds the write lock; only the time tells that one apart
+    from a busy timeout that ran out)."""
+    for error in (exc, exc.args[0] if exc.args else None):
+        if getattr(error, "sqlite_errorname", None) == "SQLITE_BUSY_SNAPSHOT":
+            return True
+    # The busy handler gives up only once the whole timeout has passed.
+    return bool(seconds) and waited < seconds / 2
 
 
 def _transaction_lost(exc):

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 import bitloot_lite
 from bitloot_lite import (
     BitlootError,
+    DatabaseBusy,
     DatabaseUnavailable,
     InvalidDatabaseURL,
     NotFound,
@@ -553,3 +554,50 @@ def test_record_payment_racing_the_deletion_of_its_order_is_not_found(
     assert fetch(migrated, 'SELECT count(*) FROM "payments"') == [(0,)]
     if inside_a_transaction:
         assert len([email for email in emails(db_url) if email.startswith("after-")]) == 20
+
+
+# ------------------------------------------------------------------ SQLite declines to wait
+
+
+@sqlite_only
+@pytest.mark.parametrize("other", ["has written", "is writing"])
+def test_sqlite_declining_to_wait_inside_a_transaction_says_so(migrated, db_url, other):
+    with opened(db_url) as writer, pytest.raises(DatabaseBusy) as info, migrated.atomic():
+        list(Order.select())  # this transaction has read: it holds a snapshot
+        if other == "has written":
+            writer.execute_sql('INSERT INTO "orders" ("id", "email") VALUES (?, ?)',
+                               (str(uuid.uuid4()), "other@example.com"))
+        else:
+            writer.begin()
+            writer.execute_sql('DELETE FROM "webhook_logs"')  # holds the write lock
+        started = time.monotonic()
+        try:
+            bitloot_lite.create_order("mine@example.com", [("p", 1)])
+        finally:
+            elapsed = time.monotonic() - started
+            if other == "is writing":
+                writer.rollback()
+    assert elapsed < 2  # at once: SQLite did not wait its 5 s
+    error = info.value
+    assert error.at_once and error.operation == "create_order"
+    assert "retry the whole transaction" in str(error)
+    assert "longer than" not in str(error)
+    assert "mine@example.com" not in emails(db_url)
+
+
+@sqlite_only
+def test_a_busy_timeout_that_ran_out_still_says_so(tmp_path, backend):
+    url = f"sqlite:///{tmp_path / 'bitloot.db'}?busy_timeout=300"
+    database = bitloot_lite.connect(url)
+    try:
+        bitloot_lite.migrate(database)
+        with opened(url) as writer:
+            writer.begin()
+            writer.execute_sql('DELETE FROM "webhook_logs"')
+            with pytest.raises(DatabaseBusy) as info:
+                bitloot_lite.create_order("mine@example.com", [("p", 1)])
+            writer.rollback()
+    finally:
+        database.close()
+    assert not info.value.at_once
+    assert "longer than the busy timeout (0.3s)" in str(info.value)
