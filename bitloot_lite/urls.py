@@ -18,8 +18,8 @@ from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 #: Query parameters that carry a secret (libpq's and peewee's names), lower case.
 SECRET_PARAMETERS = ("password", "sslpassword", "passwd")
 
-#: The schemes whose URLs may have a path right after the colon (sqlite:relative.db).
-_PATH_SCHEMES = ("sqlite", "sqliteext", "sqlite+pool", "apsw", "sqlcipher")
+#: peewee's SQLite schemes: a file path, no host (sqlite:///relative.db).
+_PATH_SCHEMES = ("sqlite", "sqlite+pool")
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 MASK = "***"
@@ -81,11 +81,13 @@ def unclear(url: str) -> str | None:
     """
     scheme, rest = _scheme(url)
     if not rest.startswith("//"):
-        if scheme[:-1].lower() in _PATH_SCHEMES and "@" not in rest:
-            return None  # sqlite:relative.db
         # "app:pw@host/db" has no scheme, "postgresql:/app:pw@host" one slash too few.
         return ("expected scheme://..., e.g. sqlite:///bitloot.db or "
                 "postgresql://user:password@host/db")
+    if scheme[:-1].lower() in _PATH_SCHEMES and rest[2:3] not in ("/", "?", ""):
+        # peewee would open sqlite://x.db as an in-memory database (x.db its "host").
+        return ("expected sqlite:///relative/path.db or sqlite:////absolute/path.db "
+                "(three slashes before a relative path)")
     userinfo, tail = _userinfo(rest[2:])
     try:
         parsed = urlsplit(url)

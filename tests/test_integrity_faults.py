@@ -258,6 +258,7 @@ BAD_URLS = [
     "postgresql://app:S3crXq9@127.0.0.1:5432/bitloot_no_such_database",
     "sqlite:///bitloot.db?password=S3crXq9",
     "sqlite:/bitloot.db?passwd=S3cr#Xq9",
+    "sqlite://app:S3crXq9@bitloot.db",  # peewee: an in-memory database, "bitloot.db" its host
     "mysql://app:S3cr/Xq9@db.internal/bitloot",
 ]
 
@@ -329,6 +330,16 @@ def test_logs_never_show_the_password(caplog):
 ])
 def test_mask_url_whatever_the_shape(url, masked):
     assert bitloot_lite.mask_url(url) == masked
+
+
+@pytest.mark.parametrize("url", ["sqlite:bitloot.db", "sqlite:/bitloot.db", "sqlite://bitloot.db"])
+def test_a_sqlite_url_peewee_would_misread_is_refused(url, unrelated_cwd):
+    # peewee reads these as "itloot.db", a relative "bitloot.db", and an in-memory
+    # database (whose writes vanish): refused, naming the form to use.
+    with pytest.raises(InvalidDatabaseURL) as info:
+        open_database(url)
+    assert "sqlite:///" in str(info.value)
+    assert not list(unrelated_cwd.iterdir())
 
 
 def test_a_well_formed_url_still_connects(db_url):
@@ -473,14 +484,14 @@ JSON_SCALARS = st.one_of(
     st.sampled_from([1e23, 1.5e300, 6.6e16, -1e16, 9007199254740993.0, 5e-324, -0.0]),
     st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=8),
 )
-JSON_VALUES = st.recursive(
-    JSON_SCALARS,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=4),
-        st.dictionaries(st.text(st.characters(codec="utf-8", exclude_characters="\x00"),
-                                max_size=6), inner, max_size=4)),
-    max_leaves=12,
-)
+JSON_KEYS = st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=6)
+
+
+def json_containers(inner):
+    return st.lists(inner, max_size=4) | st.dictionaries(JSON_KEYS, inner, max_size=4)
+
+
+JSON_VALUES = st.recursive(JSON_SCALARS, json_containers, max_leaves=12)
 
 
 @settings(max_examples=80, deadline=None,
