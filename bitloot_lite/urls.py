@@ -99,12 +99,11 @@ def unclear(url: str) -> str | None:
     ours = userinfo.partition(":")[2] if userinfo is not None and ":" in userinfo else None
     if (ours or None) != (theirs or None):
         return ("its password cannot be read unambiguously: percent-encode the characters "
-                "/ ? # @ : in it (%2F %3F %23 %40 %3A)")
+                "/ ? # @ : in it (%2F %3F %23 %40 %3A), and any @ after it (%40)")
     if any(key and not eq for key, eq, _ in _query_pairs(tail)):
         return ("a ?parameter has no value: percent-encode the characters & # + in "
                 "parameter values (%26 %23 %2B)")
-    if sorted(map(unquote_plus, _secret_values(tail))) != sorted(
-            their_query):
+    if sorted(map(unquote_plus, _secret_values(tail))) != sorted(their_query):
         return ("its ?password= cannot be read unambiguously: percent-encode the characters "
                 "& # + in it (%26 %23 %2B)")
     return None
