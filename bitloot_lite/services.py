@@ -323,7 +323,8 @@ def record_payment(order, external_id, status, **fields):
     The first call inserts; a later one moves the status along PAYMENT_MOVES
     and updates the fields given (provider, price_amount, price_currency,
     pay_amount, pay_currency, confirmations, raw_payload). A repeat that changes
-    nothing writes nothing. Returns the Payment.
+    nothing writes nothing. Returns the Payment. NotFound if there is no such
+    order, also when it is deleted while the call runs.
     """
     external_id = check.text("external_id", external_id, 255)
     status = check.payment_status(status)
