@@ -3,7 +3,6 @@
 import contextlib
 import logging
 import os
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import peewee as pw
 
@@ -12,7 +11,16 @@ try:
 except ImportError:  # pragma: no cover - psycopg2-binary is a dependency
     psycopg2 = None
 
-from .errors import DatabaseUnavailable, InvalidDatabaseURL
+from .errors import (
+    SQLITE_FULL,
+    DatabaseFull,
+    DatabaseUnavailable,
+    InvalidDatabaseURL,
+    StorageError,
+    TransactionLost,
+)
+from .urls import SECRET_PARAMETERS, mask_url, redact, unclear, url_secrets  # noqa: F401
+from .urls import scrub as _scrub
 
 logger = logging.getLogger("bitloot_lite")
 logger.addHandler(logging.NullHandler())
@@ -107,51 +115,104 @@ class PostgresqlDatabase(pw.PostgresqlDatabase):
             state.bitloot_no_retry = saved
 
 
+class SqliteDatabase(pw.SqliteDatabase):
+    """peewee's SqliteDatabase, which notices when SQLite rolled a transaction back itself.
+
+    On a full disk, an I/O error or out of memory SQLite may roll back the whole
+    transaction, not just the failed statement (sqlite.org/lang_transaction.html).
+    peewee's transaction stack still says a transaction is open, so every later
+    statement of the ``with db.atomic()`` block would run in autocommit mode and
+    commit at once (a savepoint outside a transaction is a transaction of its
+    own), and leaving the block would raise peewee's "cannot rollback - no
+    transaction is active". sqlite3's ``in_transaction`` tells the truth: while
+    peewee holds a transaction SQLite no longer has, every statement (and the
+    commit) raises TransactionLost, so nothing more of the block is committed;
+    rolling back what is already gone is a no-op.
+    """
+
+    def transaction_lost(self):
+        """Whether peewee holds a transaction open that SQLite has rolled back."""
+        state = self._state
+        if (state.closed or not state.transactions or state.conn.in_transaction
+                or getattr(state, "bitloot_beginning", False)):
+            return False
+        # manual_commit() blocks hold no transaction by design.
+        return not any(isinstance(block, pw._manual) for block in state.transactions)
+
+    def note_lost(self, exc):
+        """Remember the error that made SQLite roll back, for the later TransactionLost."""
+        state = self._state
+        if self.transaction_lost() and getattr(state, "bitloot_lost_cause", None) is None:
+            lines = str(exc).strip().splitlines()
+            state.bitloot_lost_cause = lines[0] if lines else type(exc).__name__
+
+    def _lost(self, operation):
+        return TransactionLost(operation, getattr(self._state, "bitloot_lost_cause", None))
+
+    def begin(self, *args, **kwargs):
+        # A BEGIN starts afresh; peewee's transaction.commit() and rollback() inside
+        # a block send it with the block still on the stack (its cursor is let through).
+        state = self._state
+        state.bitloot_lost_cause, state.bitloot_beginning = None, True
+        try:
+            return super().begin(*args, **kwargs)
+        finally:
+            state.bitloot_beginning = False
+
+    def cursor(self, named_cursor=None):
+        # Every statement, ours (statements._execute) and peewee's, takes a cursor here.
+        if self.transaction_lost():
+            raise self._lost("a statement")
+        return super().cursor(named_cursor)
+
+    def execute_sql(self, sql, params=None):
+        if self.transaction_lost() and sql.lstrip().upper().startswith("ROLLBACK TO"):
+            return pw.SqliteDatabase.cursor(self)  # the savepoint went with the transaction
+        try:
+            return super().execute_sql(sql, params)
+        except _CONNECTION_ERRORS as exc:
+            self.note_lost(exc)
+            raise
+
+    def commit(self):
+        # peewee pops its transaction off the stack before it commits, so this
+        # asks SQLite alone: no transaction to commit means it was rolled back.
+        if not self._state.closed and not self._state.conn.in_transaction:
+            raise self._lost("commit")
+        # A full disk often shows only here, when the WAL is written. peewee
+        # rolls back after a failed commit and re-raises: a BitlootError, then.
+        error = None
+        try:
+            return super().commit()
+        except pw.DatabaseError as exc:
+            original = exc.args[0] if exc.args and isinstance(exc.args[0], Exception) else exc
+            lines = str(original).strip().splitlines()
+            error = (DatabaseFull("commit", transaction_lost=True) if sqlite_full(exc) else
+                     StorageError("commit", f"{type(original).__name__}: {lines[0]}" if lines
+                                  else type(original).__name__))
+        raise error
+
+    def rollback(self):
+        if not self._state.closed and not self._state.conn.in_transaction:
+            return  # SQLite has rolled it back already
+        return super().rollback()
+
+
+def sqlite_full(exc):
+    """Whether ``exc`` (a driver error, or peewee's wrapping one) is SQLITE_FULL: the
+    disk, or SQLite's max_page_count, is full."""
+    for error in (exc, exc.args[0] if exc.args else None):
+        if isinstance(error, BaseException) and (
+            (getattr(error, "sqlite_errorname", None) or "").startswith("SQLITE_FULL")
+            or str(error).strip().lower() == SQLITE_FULL
+        ):
+            return True
+    return False
+
+
 def resolve_url(url=None):
     """The URL to use: ``url``, else $DATABASE_URL, else the default SQLite file."""
     return url or os.environ.get("DATABASE_URL") or DEFAULT_URL
-
-
-#: Query parameters that carry a secret (libpq's and peewee's names), lower case.
-SECRET_PARAMETERS = ("password", "sslpassword", "passwd")
-
-
-def mask_url(url):
-    """``url`` with its password (also one given as ``?password=``) as ``***``."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparseable URL>"
-    changed = False
-    if password:
-        netloc = parts.netloc.rpartition("@")
-        userinfo = netloc[0].split(":", 1)[0] + ":***"
-        parts, changed = parts._replace(netloc=f"{userinfo}@{netloc[2]}"), True
-    pairs = [pair.partition("=") for pair in parts.query.split("&")] if parts.query else []
-    if any(_is_secret(key) for key, _, _ in pairs):
-        query = "&".join(f"{key}=***" if _is_secret(key) else f"{key}{eq}{value}"
-                         for key, eq, value in pairs)
-        parts, changed = parts._replace(query=query), True
-    # urlunsplit would turn sqlite:///x.db into sqlite:/x.db: rebuild only what changed.
-    return urlunsplit(parts) if changed else url
-
-
-def _is_secret(key):
-    return unquote(key).lower() in SECRET_PARAMETERS
-
-
-def url_secrets(url):
-    """The strings of ``url`` that must never be printed, longest first (raw and decoded)."""
-    try:
-        parts = urlsplit(url)
-        found = [parts.password] if parts.password else []
-    except ValueError:
-        return []
-    raw_query = [pair.partition("=") for pair in parts.query.split("&") if pair]
-    found += [value for key, _, value in raw_query if _is_secret(key)]
-    found = [secret for secret in found if secret]
-    return sorted({*found, *map(unquote, found)}, key=len, reverse=True)
 
 
 def is_postgres(database):
@@ -182,6 +243,9 @@ def open_database(url=None):
         raise InvalidDatabaseURL(f"<{type(url).__name__}>",
                                  "a database URL is a str, e.g. sqlite:///bitloot.db")
     masked = mask_url(url)
+    reason = unclear(url)  # a URL the driver might misread is never handed to it
+    if reason is not None:
+        raise InvalidDatabaseURL(masked, reason)
     # Each error is raised after its except block: ``raise ... from None`` only hides
     # __context__ from tracebacks, and the driver's exception (whose text may hold the
     # raw URL, password included) would still hang off ours.
@@ -193,11 +257,10 @@ def open_database(url=None):
         if type(database) is pw.PostgresqlDatabase:  # the same settings, reconnecting
             database = PostgresqlDatabase(**db_url.parse(url, unquote_password=True,
                                                           unquote_user=True))
+        elif type(database) is pw.SqliteDatabase:  # the same, noticing lost transactions
+            database = SqliteDatabase(**db_url.parse(url))
     except (RuntimeError, ValueError) as exc:  # unknown scheme, no db name, bad port or host
-        reason = _scrub(str(exc).replace(url, masked), url)
-        if "://" not in url:
-            reason = "expected scheme://..., e.g. sqlite:///bitloot.db or postgresql://user@host/db"
-        error = InvalidDatabaseURL(masked, reason)
+        error = InvalidDatabaseURL(masked, _scrub(str(exc).replace(url, masked), url))
     if error is not None:
         raise error
     if isinstance(database, pw.SqliteDatabase):
@@ -229,18 +292,6 @@ def connect(url=None):
     database = open_database(url)
     database_proxy.initialize(database)
     return database
-
-
-def _scrub(text, url):
-    """Remove the URL's secrets from a driver message, should the driver echo them."""
-    return redact(text, url_secrets(url))
-
-
-def redact(text, secrets):
-    """``text`` with each of ``secrets`` (see url_secrets) replaced by ``***``."""
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
 
 
 @contextlib.contextmanager

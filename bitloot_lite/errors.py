@@ -143,6 +143,8 @@ class MigrationFailed(MigrationError):
         if lines and lines[0].strip().lower() in SQLITE_LOCKED:
             cause = (f"{lines[0].strip()}: another connection holds a write lock on the "
                      "database (waited the busy timeout); run it again once that is done")
+        elif lines and lines[0].strip().lower() == SQLITE_FULL:
+            cause = f"{lines[0].strip()}: free space on the database's disk, then run it again"
         if direction == "concurrent index build":  # outside a transaction: nothing to undo
             super().__init__(f"{direction} of {name} failed: {cause}; "
                              "run migrate again to finish it")
@@ -301,21 +303,76 @@ class StorageError(BitlootError):
 
 
 class DatabaseBusy(StorageError):
-    """Another connection held the lock ``operation`` needed for longer than the busy
-    timeout (``seconds``; None where unknown); nothing was written: try again later.
+    """Another connection held a lock ``operation`` needed; nothing was written.
 
-    On SQLite: another writer's transaction ("database is locked") outlasted the
-    busy timeout (5 s; ``?busy_timeout=MS`` in the URL). On PostgreSQL: a
-    ``lock_timeout`` ran out.
+    Mostly the lock was held for longer than the busy timeout (``seconds``; None
+    where unknown): on SQLite another writer's transaction ("database is
+    locked") outlasted it (5 s; ``?busy_timeout=MS`` in the URL), on PostgreSQL
+    a ``lock_timeout`` ran out. Try again later.
+
+    ``at_once``: SQLite did not wait at all. Inside a transaction that has
+    already read, it refuses to wait for another writer (the two could deadlock)
+    and can never write on a snapshot that another connection has written since:
+    the transaction cannot write any more; roll it back and retry the whole
+    transaction.
     """
 
-    def __init__(self, operation, seconds=None):
+    def __init__(self, operation, seconds=None, at_once=False):
         self.seconds = seconds
-        timeout = "its lock timeout" if seconds is None else f"the busy timeout ({seconds:g}s)"
-        super().__init__(operation, f"the database is locked: another connection held a lock "
-                                    f"it needed for longer than {timeout}; nothing was "
-                                    "written, try again later")
+        self.at_once = at_once
+        if at_once:
+            reason = ("the database is locked: this transaction has read, and another "
+                      "connection is writing or has written since, so SQLite cannot let it "
+                      "write and does not wait (waiting could deadlock); nothing was written, "
+                      "retry the whole transaction (one that starts with its write, or with "
+                      "BEGIN IMMEDIATE, waits its turn instead)")
+        else:
+            timeout = ("its lock timeout" if seconds is None
+                       else f"the busy timeout ({seconds:g}s)")
+            reason = (f"the database is locked: another connection held a lock it needed for "
+                      f"longer than {timeout}; nothing was written, try again later")
+        super().__init__(operation, reason)
 
 
 def _value(status):
     return getattr(status, "value", status)
+
+
+# --------------------------------------------------------------------------- storage faults
+
+#: SQLite's message for SQLITE_FULL.
+SQLITE_FULL = "database or disk is full"
+
+
+class DatabaseFull(StorageError):
+    """``operation`` could not write: the database's disk (or SQLite's ``max_page_count``)
+    is full. Nothing was written.
+
+    ``transaction_lost``: the caller's whole enclosing transaction was rolled
+    back as well (SQLite may do that by itself on a full disk, and a commit that
+    fails leaves nothing committed); nothing of it is committed.
+    """
+
+    def __init__(self, operation, transaction_lost=False):
+        self.transaction_lost = transaction_lost
+        advice = ("; the whole enclosing transaction was rolled back: nothing in it was "
+                  "committed, retry all of it once there is space" if transaction_lost
+                  else ", free space on the database's disk and try again")
+        super().__init__(operation, f"the database or disk is full: nothing was written{advice}")
+
+
+class TransactionLost(StorageError):
+    """SQLite rolled back the caller's transaction by itself after an earlier error
+    (``cause``: a full disk, an I/O error ...), while the ``with db.atomic()`` block
+    that began it was still open.
+
+    Every later statement in that block, and the commit on leaving it, raise this
+    instead of running in autocommit mode: nothing of the block is committed.
+    """
+
+    def __init__(self, operation, cause=None):
+        self.cause = cause
+        after = f" after an error ({cause})" if cause else " after an earlier error"
+        super().__init__(operation, f"SQLite rolled back the enclosing transaction{after}: "
+                                    "nothing in it was committed and nothing more will be; "
+                                    "leave the block and retry the whole transaction")

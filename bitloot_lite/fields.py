@@ -115,19 +115,49 @@ class EnumField(pw.CharField):
         return None if value is None else self.enum(value)
 
 
+def json_text(value):
+    """``value`` as the JSON text our columns store: compact, and such that it reads
+    back equal on both backends.
+
+    A float that Python writes with a positive exponent (``1e+23``, ``6.6e+16``)
+    would come back from a jsonb column as an int: jsonb stores a numeric and
+    prints it positionally, ``100000000000000000000000``, which json.loads reads
+    as an int that is not equal to the float. Written positionally with a
+    fractional part (``100000000000000000000000.0``), jsonb keeps that scale and
+    the value reads back as the same float. Everything else is json.dumps' text.
+    """
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if "e+" not in text:  # no such float (a string holding "e+" takes the slow path, too)
+        return text
+    return _json_text(value)
+
+
+def _json_text(value):
+    if isinstance(value, float):
+        text = repr(value)
+        if "e+" in text:  # finite: json_value refuses NaN and infinities
+            return f"{decimal.Decimal(text):f}.0"
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(key, ensure_ascii=False)}:{_json_text(element)}"
+                              for key, element in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_json_text(element) for element in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
 class JSONField(pw.Field):
-    """jsonb on PostgreSQL, JSON text on SQLite; any JSON value round-trips."""
+    """jsonb on PostgreSQL, JSON text on SQLite; any JSON value round-trips (see json_text)."""
 
     field_type = "JSON"
 
     def db_value(self, value):
         if value is None or isinstance(value, pw.Node):
             return value
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return json_text(value)
 
     def python_value(self, value):
         # psycopg2 decodes jsonb itself; SQLite hands back the text.
         if isinstance(value, str) and not is_postgres(self.model._meta.database):
             return json.loads(value)
         return value
-

@@ -7,8 +7,8 @@ lock waits for every open transaction: the two would deadlock. Polling between
 autocommit statements holds none. The lock dies with its session, so a killed
 deploy never leaves it behind.
 
-SQLite: an exclusive ``flock`` on a file beside the database file, which the
-kernel releases when the process dies.
+SQLite: exclusive ``flock``s on files named after the database file's real path
+and its identity (see _FileLock), which the kernel releases when the process dies.
 """
 
 import contextlib
@@ -94,37 +94,120 @@ class _PostgresLock:
 
 
 class _FileLock:
+    """Exclusive ``flock``s that every path to one SQLite database file agrees on.
+
+    A lock keyed on the path given would let two names of one file (a symlink,
+    a hard link, ``./x.db`` and ``/srv/x.db``) migrate it at once. So:
+
+    - ``<real path>.migrate-lock`` beside the file the symlinks resolve to (also
+      seen by other containers that share that volume);
+    - ``bitloot-lite-migrate-<st_dev>-<st_ino>.lock`` in the machine's lock
+      directory (/run/lock, else /tmp), named after the file's identity: hard
+      links share the inode but no path, and may live in any directory.
+
+    Not a flock on the database file itself: SQLite holds POSIX (fcntl) locks
+    on it, and closing any other descriptor of that file drops all of this
+    process's POSIX locks on it (and on NFS, flock is emulated with fcntl
+    locks), which would silently unlock SQLite's connection.
+
+    Hard-linked names also get a -wal and -shm of their own from SQLite (it
+    resolves symlinks, not hard links), so a change committed through one name
+    may sit in that name's WAL, unseen through the other: for a file with more
+    than one link, the lock is released only after a checkpoint has copied the
+    WAL into the database file, where the next holder reads it (without that,
+    004 ran twice through a hard link even under one lock). A FULL checkpoint
+    waits (up to the busy timeout) for readers of older snapshots, so a file
+    with one name, where it is not needed, gets none.
+    """
+
+    #: Where the identity lock files go: one directory for every process of the machine.
+    IDENTITY_DIRS = ("/run/lock", "/tmp")
+
     def __init__(self, database):
+        self.database = database
         name = database.database
         memory = name in ("", ":memory:") or name.startswith("file::memory:")
-        self.path = None if memory else f"{os.path.abspath(name)}.migrate-lock"
-        self.fd = None
+        self.real = None if memory else os.path.realpath(name)
+        self.paths = [] if memory else self._lock_paths(self.real)
+        self.fds = []
+        self.blocked = None
+
+    @classmethod
+    def _lock_paths(cls, real):
+        paths = [f"{real}.migrate-lock"]
+        try:
+            identity = os.stat(real)
+        except OSError:  # not created yet: the SQLite connection has not written it
+            return paths
+        folder = next((d for d in cls.IDENTITY_DIRS if os.path.isdir(d)), None)
+        if folder is not None:
+            paths.append(os.path.join(
+                folder, f"bitloot-lite-migrate-{identity.st_dev}-{identity.st_ino}.lock"))
+        return paths
 
     def try_acquire(self):
-        if self.path is None:  # an in-memory database belongs to this process alone
-            return True
         import fcntl
 
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return False
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self.fd = fd
+        for path in self.paths:  # always in this order: no two processes wait on each other
+            fd, writable = _open_lock_file(path)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                self.blocked = path
+                self.release(checkpoint=False)
+                return False
+            if writable:
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+            self.fds.append(fd)
         return True
 
-    def release(self):
-        if self.fd is not None:
-            os.close(self.fd)  # closing the descriptor drops the flock
-            self.fd = None
+    def release(self, checkpoint=True):
+        if checkpoint and self.fds:
+            self._checkpoint()
+        while self.fds:
+            os.close(self.fds.pop())  # closing the descriptor drops the flock
+
+    def _checkpoint(self):
+        try:
+            if os.stat(self.real).st_nlink > 1:
+                self.database.execute_sql("PRAGMA wal_checkpoint(FULL)")
+        except Exception as exc:  # noqa: BLE001 - the lock must be released regardless
+            logger.warning("could not checkpoint the WAL before releasing the lock: %s", exc)
 
     def holder(self):
+        for path in [self.blocked] if self.blocked else self.paths:
+            try:
+                with open(path, encoding="ascii") as handle:
+                    pid = handle.read().strip()
+            except (OSError, TypeError, UnicodeDecodeError):
+                continue
+            if pid:
+                return f"pid {pid}"
+        return None
+
+
+def _open_lock_file(path):
+    """(descriptor, writable) of lock file ``path``, created if missing.
+
+    In a sticky world-writable directory (/tmp, /run/lock) another user's file
+    cannot be opened with O_CREAT (fs.protected_regular) nor, mode 0644, for
+    writing: opened without O_CREAT first, read-only if need be (flock needs
+    no write access).
+    """
+    for _ in range(3):
+        for flags, writable in ((os.O_RDWR, True), (os.O_RDONLY, False)):
+            try:
+                return os.open(path, flags), writable
+            except FileNotFoundError:
+                break
+            except PermissionError:
+                continue
         try:
-            with open(self.path, encoding="ascii") as handle:
-                pid = handle.read().strip()
-        except (OSError, TypeError):
-            return None
-        return f"pid {pid}" if pid else None
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:  # another process made it just now
+            continue
+        os.fchmod(fd, 0o666)  # whoever runs the next deploy may lock it too (umask)
+        return fd, True
+    return os.open(path, os.O_RDONLY), False

@@ -17,9 +17,11 @@ from peewee_migrate import Router as _Router
 from peewee_migrate.models import MigrateHistory
 
 from . import validating as check
-from .db import driver_error, is_postgres, is_sqlite, unwrap
+from .db import driver_error, is_postgres, is_sqlite, sqlite_full, unwrap
 from .errors import (
+    SQLITE_FULL,
     ConfigurationError,
+    DatabaseFull,
     MigrationFailed,
     MigrationsNotFound,
     UnknownMigration,
@@ -184,7 +186,10 @@ class Router(_Router):
             migrator.__ops__ = []
             # Forget the replayed state: the failed migration may have half-changed it.
             self.__dict__.pop("migrator", None)
-            raise MigrationFailed(name, direction, exc) from exc
+            # A full disk shows as SQLite's error, or as the DatabaseFull of the
+            # commit (db.SqliteDatabase): either way, name the full disk itself.
+            cause = SQLITE_FULL if isinstance(exc, DatabaseFull) or sqlite_full(exc) else exc
+            raise MigrationFailed(name, direction, cause) from exc
         return name
 
     def concurrent_indexes(self, name):

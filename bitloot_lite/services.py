@@ -36,11 +36,12 @@ from .errors import (
 from .fields import JSONField
 from .models import Key, Order, OrderItem, OrderStatus, Payment, PaymentStatus, WebhookLog
 from .statements import (
-    _DATABASE_ERRORS,
+    DATABASE_ERRORS,
     KEY_BATCH,
     api,
     atomic,
     bound_database,
+    foreign_key_violation,
     load,
     make,
     one,
@@ -174,7 +175,7 @@ def attach_reservation(order, reservation_id):
         try:
             row = write(db, "attach_reservation",
                         (reservation_id, timestamps(db)[1], oid, reservation_id)).fetchone()
-        except _DATABASE_ERRORS as exc:
+        except DATABASE_ERRORS as exc:
             # The NOT EXISTS guard cannot see a racing transaction's uncommitted
             # write; UQ_orders_kinguinReservationId can (it waits for that
             # transaction's outcome). Diagnosed below, like a guard that matched nothing.
@@ -259,7 +260,7 @@ def add_keys(order_item, storage_refs):
                     insert(run, start, min(start + KEY_BATCH, len(refs)))
     except _Refused:
         pass
-    except _DATABASE_ERRORS as exc:
+    except DATABASE_ERRORS as exc:
         if unique_violation(exc) not in _STORAGE_REF_UNIQUE:
             raise
         taken = _existing_refs(db, refs)
@@ -357,7 +358,8 @@ def record_payment(order, external_id, status, **fields):
     The first call inserts; a later one moves the status along PAYMENT_MOVES
     and updates the fields given (provider, price_amount, price_currency,
     pay_amount, pay_currency, confirmations, raw_payload). A repeat that changes
-    nothing writes nothing. Returns the Payment.
+    nothing writes nothing. Returns the Payment. NotFound if there is no such
+    order, also when it is deleted while the call runs.
     """
     external_id = check.text("external_id", external_id, 255)
     status = check.payment_status(status)
@@ -369,11 +371,21 @@ def record_payment(order, external_id, status, **fields):
     db = bound_database()
     now = timestamps(db)[1]
     insert = {"provider": Payment.provider.default, "confirmations": 0, **given}
-    row = write(db, "insert_payment", (
-        uuid4s(1)[0], external_id, insert["provider"], status.value,
-        *(insert.get(name) for name in ("raw_payload", "price_amount", "price_currency",
-                                        "pay_amount", "pay_currency")),
-        insert["confirmations"], now, now, oid)).fetchone()
+    gone = False
+    try:
+        row = write(db, "insert_payment", (
+            uuid4s(1)[0], external_id, insert["provider"], status.value,
+            *(insert.get(name) for name in ("raw_payload", "price_amount", "price_currency",
+                                            "pay_amount", "pay_currency")),
+            insert["confirmations"], now, now, oid)).fetchone()
+    except DATABASE_ERRORS as exc:
+        # The order was there for the SELECT, and deleted (by a transaction that
+        # committed while ours waited for its row) before the foreign key check.
+        if not foreign_key_violation(exc):
+            raise
+        gone = True
+    if gone:  # raised here, not in the except block: no driver error chained to it
+        raise NotFound("Order", oid)
     if row is not None:
         return load(Payment, row)
     for _ in range(10):  # compare-and-set on the status; retried if another call moved it

@@ -20,12 +20,20 @@ import logging
 import os
 import re
 import sqlite3
+import time
 import weakref
 
 import peewee as pw
 
-from .db import driver_error, unwrap
-from .errors import SQLITE_LOCKED, ConfigurationError, DatabaseBusy, StorageError
+from .db import driver_error, sqlite_full, unwrap
+from .errors import (
+    SQLITE_LOCKED,
+    ConfigurationError,
+    DatabaseBusy,
+    DatabaseFull,
+    StorageError,
+    TransactionLost,
+)
 from .fields import utcnow
 from .models import Key, Order, OrderItem, Payment, WebhookLog
 
@@ -36,6 +44,7 @@ except ImportError:  # pragma: no cover - psycopg2-binary is a dependency
 
 #: What a driver or peewee may raise; the API turns each into a StorageError.
 _DATABASE_ERRORS = (pw.PeeweeException, sqlite3.Error) + ((psycopg2.Error,) if psycopg2 else ())
+DATABASE_ERRORS = _DATABASE_ERRORS  # for a service that handles one error itself
 
 logger = logging.getLogger("bitloot_lite.services")
 
@@ -162,17 +171,68 @@ def api(function):
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
+        started = time.monotonic()  # whether SQLite waited before it said busy
         try:
             return function(*args, **kwargs)
+        except TransactionLost as exc:  # from db.SqliteDatabase: named after the call
+            error = TransactionLost(function.__name__, exc.cause)
         except _DATABASE_ERRORS as exc:
-            if _is_busy(exc):
-                error = DatabaseBusy(function.__name__, _busy_timeout())
-            else:
-                error = StorageError(function.__name__, _describe(exc))
+            error = _translate(function.__name__, exc, time.monotonic() - started)
         logger.debug("%s", error)
         raise error
 
     return wrapper
+
+
+def _translate(operation, exc, waited):
+    """The StorageError for driver error ``exc`` raised by service call ``operation``
+    after ``waited`` seconds."""
+    lost = _transaction_lost(exc)
+    if sqlite_full(exc):
+        return DatabaseFull(operation, lost)
+    if lost:  # an I/O error, say: the caller's earlier writes are gone too
+        return TransactionLost(operation, _describe(exc))
+    if _is_busy(exc):
+        seconds = _busy_timeout()
+        return DatabaseBusy(operation, seconds, _declined_to_wait(exc, waited, seconds))
+    return StorageError(operation, _describe(exc))
+
+
+def _declined_to_wait(exc, waited, seconds):
+    """Whether SQLite said busy without waiting its busy timeout: inside a transaction
+    that has read, it never waits to write (SQLITE_BUSY_SNAPSHOT, or plain SQLITE_BUSY
+    when another connection holds the write lock; only the time tells that one apart
+    from a busy timeout that ran out)."""
+    for error in (exc, exc.args[0] if exc.args else None):
+        if getattr(error, "sqlite_errorname", None) == "SQLITE_BUSY_SNAPSHOT":
+            return True
+    # The busy handler gives up only once the whole timeout has passed.
+    return bool(seconds) and waited < seconds / 2
+
+
+def _transaction_lost(exc):
+    """Whether SQLite rolled back the caller's whole transaction with ``exc``."""
+    try:
+        db = bound_database()
+    except ConfigurationError:
+        return False
+    lost = getattr(db, "transaction_lost", None)
+    if lost is None or not lost():
+        return False
+    db.note_lost(exc)
+    return True
+
+
+#: PostgreSQL's foreign_key_violation.
+_FOREIGN_KEY_SQLSTATE = "23503"
+
+
+def foreign_key_violation(exc):
+    """Whether driver error ``exc`` is a foreign key violation: the row referred to is gone."""
+    original = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
+    if getattr(original, "pgcode", None) == _FOREIGN_KEY_SQLSTATE:
+        return True
+    return str(original).strip().upper().startswith("FOREIGN KEY CONSTRAINT FAILED")
 
 
 #: PostgreSQL's lock_not_available (a lock_timeout ran out); SQLite's is SQLITE_LOCKED.
@@ -300,12 +360,14 @@ class atomic:
 
 def _undo(db):
     """Back to our savepoint, and drop it. Nothing to do if the connection is
-    gone (the server rolled the transaction back), and nothing can be done if
-    the savepoint is (the database rolled the transaction back, or it was
+    gone (the server rolled the transaction back) or SQLite rolled the whole
+    transaction back by itself (db.SqliteDatabase then refuses every later
+    statement of it), and nothing can be done if the savepoint is gone (it was
     aborted before we came): the caller's transaction then fails as it would."""
-    lost = getattr(db, "connection_lost", None)
-    if lost is not None and lost():
-        return
+    for gone in ("connection_lost", "transaction_lost"):
+        lost = getattr(db, gone, None)
+        if lost is not None and lost():
+            return
     with contextlib.suppress(*_DATABASE_ERRORS):
         for statement in _UNDO:
             _execute(db, statement, ())

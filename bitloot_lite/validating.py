@@ -9,13 +9,12 @@ on both backends.
 import datetime as dt
 import decimal
 import ipaddress
-import json
 import math
 import re
 import uuid
 
 from .errors import ValidationError
-from .fields import utcnow
+from .fields import json_text, utcnow
 from .models import OrderStatus, PaymentStatus
 
 #: orders may hold at most this many items: one multi-row INSERT writes them all.
@@ -126,7 +125,7 @@ def json_value(field, value, *, required=True):
         return None
     _check_json(field, value, 0)
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        return json_text(value)
     except ValueError as exc:  # e.g. an int of more digits than Python will convert
         reason = f"cannot be written as JSON: {str(exc).split(';')[0]}"
     raise ValidationError(field, value, reason)
