@@ -116,6 +116,8 @@ def migrate(database, to=None, migrations_dir=None, *, lock_timeout=None,
         _edited(router, todo, history, allow_edited)
         plan = _plan(todo, history, to)
         _check_order(plan, history, allow_out_of_order)
+        for name in plan:  # every file loads (syntax, imports, a migrate()) before any runs
+            router.load(name)
         for name in history:  # finish what a killed deploy left unbuilt
             if name in todo:
                 _build_indexes(router, name, on_step, on_wait)
@@ -136,6 +138,7 @@ def rollback(database, steps=1, to=None, migrations_dir=None, *, lock_timeout=No
         if to is not None and to not in history:
             to = router.resolve(to)
         plan = _rollback_plan(list(history), todo, steps, to)
+        router.require_reversible(plan)  # before undoing any of them
         return _run(router, plan, on_step, downgrade=True)
 
 
@@ -278,6 +281,7 @@ def _edited(router, todo, history, allow_edited):
     edited = [
         name for name, applied in history.items()
         if applied.checksum and name in todo and router.checksum(name) != applied.checksum
+        and applied.checksum not in router.previous_checksums(name)
     ]
     if edited and not allow_edited:
         raise EditedMigration(edited)
