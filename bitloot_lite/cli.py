@@ -373,5 +373,43 @@ def baseline(database, where, migrations_dir, to, lock_timeout):
     _say(f"{len(names)} migration(s) recorded as applied on {where}")
 
 
+_REPAIRS = {
+    "checksum": "re-record {name}: edited since it was applied (checksum {recorded} -> {current})",
+    "record": "record {name}: no checksum was recorded (now {current})",
+    "remove": "remove {name}: applied, but its file is gone",
+}
+
+
+@cli.command()
+@click.option("--yes", is_flag=True, help="Repair without asking (for scripts).")
+@_lock_timeout_option
+@_common
+def repair(database, where, migrations_dir, yes, lock_timeout):
+    """Fix the migration history after a review (Flyway's repair).
+
+    Re-records the checksum of every applied migration whose file was edited
+    since (after you have checked the edit is harmless), and removes the
+    history rows of migrations whose files are gone. Lists each, then asks
+    (--yes: does not ask). Changes no table but the history.
+
+    \b
+    Example:
+        bitloot-lite repair
+        bitloot-lite repair --yes --database postgresql://app@db/bitloot
+    """
+    planned = migrating.repairs(database, migrations_dir)
+    if not planned:
+        _say(f"nothing to repair: the history of {where} matches the migration files")
+        return
+    for item in planned:
+        click.echo(_REPAIRS[item.action].format(
+            name=item.name, recorded=(item.recorded or "")[:12], current=(item.current or "")[:12]))
+    if not yes and not click.confirm(f"Repair {len(planned)} history row(s) of {where}?"):
+        raise click.ClickException("nothing was repaired")
+    done = migrating.repair(database, migrations_dir, expected=planned,
+                            lock_timeout=lock_timeout, on_wait=_print_wait)
+    _say(f"{len(done)} history row(s) repaired on {where}")
+
+
 def main():
     cli(prog_name="bitloot-lite")
