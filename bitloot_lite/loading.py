@@ -23,6 +23,7 @@ What a migration file may declare, besides ``migrate(migrator, database, *, fake
 - ``UPSTREAM``: the TypeORM migration it stands for (see adopting.py).
 """
 
+import ast
 import importlib.resources
 import os
 import re
@@ -163,10 +164,24 @@ class Migration:
     @property
     def description(self) -> str:
         """The first line of its docstring, without the leading "NNN_name: "."""
-        doc = (self.scope.get("__doc__") or "").strip()
-        first = doc.splitlines()[0].strip() if doc else ""
-        prefix = f"{self.name}:"
-        return first[len(prefix):].strip() if first.startswith(prefix) else first
+        return _first_line(self.scope.get("__doc__"), self.name)
+
+
+def _first_line(doc: str | None, name: str) -> str:
+    doc = (doc or "").strip()
+    first = doc.splitlines()[0].strip() if doc else ""
+    prefix = f"{name}:"
+    return first[len(prefix):].strip() if first.startswith(prefix) else first
+
+
+def describe(name: str, path: Path) -> str:
+    """The migration's description (its docstring's first line), read without running it;
+    "" when it has none or cannot be parsed (loading it says why)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+        return ""
+    return _first_line(ast.get_docstring(tree), name)
 
 
 def load_migration(name: str, path: Path) -> Migration:

@@ -62,6 +62,8 @@ class MigrationState:
     name: str
     applied_at: dt.datetime | None
     edited: bool = False  # applied, and its file has changed since
+    description: str = ""  # its docstring's first line
+    missing: bool = False  # applied, and its file is gone (see repair)
 
     @property
     def applied(self):
@@ -82,7 +84,7 @@ def status(database, migrations_dir=None, allow_edited=False):
     names = sorted(set(todo) | set(history))
     return [
         MigrationState(name, history[name].applied_at if name in history else None,
-                       name in edited)
+                       name in edited, router.description(name), name not in router.files)
         for name in names
     ]
 

@@ -28,6 +28,7 @@ from .loading import (  # noqa: F401 (re-exported: runner.migration_files is the
     MIGRATION_FILE,
     Migration,
     default_migrations_dir,
+    describe,
     load_migration,
     migration_files,
     shipped_migrations_dir,
@@ -169,7 +170,7 @@ class Router(_Router):
         """The first line of the migration's docstring ("" for a file that is gone)."""
         if name not in self.files:
             return ""
-        return self.load(name).description
+        return describe(name, self.files[name])
 
     def previous_checksums(self, name: str) -> set[str]:
         """The checksums of earlier versions of the file that it declares harmless."""
