@@ -132,8 +132,8 @@ def _say(message=""):
         click.echo(message)
 
 
-_VERBS = {"migrate": "applied", "rollback": "rolled back",
-          "adopt": "adopted", "baseline": "baselined", "index": "built index"}
+_VERBS = {"migrate": "applied", "rollback": "rolled back", "adopt": "adopted",
+          "fixup": "added column", "baseline": "baselined", "index": "built index"}
 
 
 def _print_step(step):

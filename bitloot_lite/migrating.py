@@ -51,7 +51,7 @@ class Step:
     """One migration applied, undone, adopted or baselined, and how long it took."""
 
     name: str
-    direction: str  # "migrate", "rollback", "adopt", "baseline" or "index"
+    direction: str  # "migrate", "rollback", "adopt", "fixup" (adoption), "baseline", "index"
     seconds: float
 
 
@@ -273,10 +273,22 @@ def _adopt(router, todo, on_step):
     if not names:
         adopting.require_history_or_empty(router.database, [], todo)
         return
-    router.record(names)
+    fixups = adopting.adoption_fixups(router.database, len(names))
+    started = time.perf_counter()
+    with router.database.atomic():  # the columns added and the names recorded, or neither
+        if fixups and is_postgres(router.database) and router.ddl_lock_timeout:
+            milliseconds = int(router.ddl_lock_timeout * 1000)
+            router.database.execute_sql(f"SET LOCAL lock_timeout = {milliseconds}")
+        for fixup in fixups:
+            logger.info("adoption adds %s: %s", fixup.name, fixup.sql)
+            router.database.execute_sql(fixup.sql)
+        router.record(names)
+    seconds = time.perf_counter() - started
     logger.info("adopted %s from the TypeORM history", ", ".join(names))
     for name in names:
         _report(on_step, Step(name, "adopt", 0.0))
+    for fixup in fixups:
+        _report(on_step, Step(f"{fixup.name} ({fixup.description})", "fixup", seconds))
 
 
 def _edited(router, todo, history, allow_edited):
