@@ -33,11 +33,14 @@ from .runner import (
     Router,
     SqliteForeignKeysOff,
     default_migrations_dir,
+    migration_files,
+    shipped_migrations_dir,
 )
 
 __all__ = [
     "DDL_LOCK_TIMEOUT", "HISTORY_TABLE", "MigrationState", "Step", "baseline", "check",
-    "default_migrations_dir", "migrate", "pending", "preview", "rollback", "status",
+    "Repair", "default_migrations_dir", "migrate", "migration_files", "pending", "preview",
+    "repair", "repairs", "rollback", "shipped_migrations_dir", "status",
 ]
 
 logger = logging.getLogger("bitloot_lite.migrating")
@@ -48,7 +51,7 @@ class Step:
     """One migration applied, undone, adopted or baselined, and how long it took."""
 
     name: str
-    direction: str  # "migrate", "rollback", "adopt", "baseline" or "index"
+    direction: str  # "migrate", "rollback", "adopt", "fixup" (adoption), "baseline", "index"
     seconds: float
 
 
@@ -62,6 +65,8 @@ class MigrationState:
     #: Applied, but indexes it builds after its commit are missing or INVALID (a killed
     #: or failed concurrent build): work ``migrate`` still has to do.
     unbuilt: tuple[str, ...] = ()
+    description: str = ""  # its docstring's first line
+    missing: bool = False  # applied, and its file is gone (see repair)
 
     @property
     def applied(self):
@@ -87,7 +92,7 @@ def status(database, migrations_dir=None, allow_edited=False):
     names = sorted(set(todo) | set(history))
     return [
         MigrationState(name, history[name].applied_at if name in history else None,
-                       name in edited,
+                       name in edited, router.description(name), name not in router.files,
                        tuple(router.unbuilt_indexes(name)) if name in history and name in todo
                        else ())
         for name in names
@@ -114,8 +119,7 @@ def migrate(database, to=None, migrations_dir=None, *, lock_timeout=None,
     """
     router = Router(database, migrations_dir, ddl_lock_timeout)
     todo = router.todo
-    if to is not None and to not in todo:
-        raise UnknownMigration(to, todo)
+    to = None if to is None else router.resolve(to)
     with migration_lock(database, lock_timeout, on_wait):
         history = router.history()
         if not history:
@@ -124,6 +128,8 @@ def migrate(database, to=None, migrations_dir=None, *, lock_timeout=None,
         _edited(router, todo, history, allow_edited)
         plan = _plan(todo, history, to)
         _check_order(plan, history, allow_out_of_order)
+        for name in plan:  # every file loads (syntax, imports, a migrate()) before any runs
+            router.load(name)
         for name in history:  # finish what a killed deploy left unbuilt
             if name in todo:
                 _build_indexes(router, name, on_step, on_wait)
@@ -141,7 +147,10 @@ def rollback(database, steps=1, to=None, migrations_dir=None, *, lock_timeout=No
     with migration_lock(database, lock_timeout, on_wait):
         history = router.history()
         _edited(router, todo, history, allow_edited)
+        if to is not None and to not in history:
+            to = router.resolve(to)
         plan = _rollback_plan(list(history), todo, steps, to)
+        router.require_reversible(plan)  # before undoing any of them
         return _run(router, plan, on_step, downgrade=True)
 
 
@@ -154,8 +163,7 @@ def baseline(database, to, migrations_dir=None, *, lock_timeout=None, on_step=No
     """
     router = Router(database, migrations_dir)
     todo = router.todo
-    if to not in todo:
-        raise UnknownMigration(to, todo)
+    to = router.resolve(to)
     names = todo[: todo.index(to) + 1]
     with migration_lock(database, lock_timeout, on_wait):
         if router.history():
@@ -183,8 +191,7 @@ def preview(database, to=None, migrations_dir=None, *, rollback_steps=None,
     router = Router(database, migrations_dir, ddl_lock_timeout)
     router.previewing = True
     todo = router.todo
-    if to is not None and to not in todo:
-        raise UnknownMigration(to, todo)
+    to = None if to is None else router.resolve(to)
     result = []
     keys_off = SqliteForeignKeysOff(database) if is_sqlite(database) else contextlib.nullcontext()
     with (
@@ -276,16 +283,29 @@ def _adopt(router, todo, on_step):
     if not names:
         adopting.require_history_or_empty(router.database, [], todo)
         return
-    router.record(names)
+    fixups = adopting.adoption_fixups(router.database, len(names))
+    started = time.perf_counter()
+    with router.database.atomic():  # the columns added and the names recorded, or neither
+        if fixups and is_postgres(router.database) and router.ddl_lock_timeout:
+            milliseconds = int(router.ddl_lock_timeout * 1000)
+            router.database.execute_sql(f"SET LOCAL lock_timeout = {milliseconds}")
+        for fixup in fixups:
+            logger.info("adoption adds %s: %s", fixup.name, fixup.sql)
+            router.database.execute_sql(fixup.sql)
+        router.record(names)
+    seconds = time.perf_counter() - started
     logger.info("adopted %s from the TypeORM history", ", ".join(names))
     for name in names:
         _report(on_step, Step(name, "adopt", 0.0))
+    for fixup in fixups:
+        _report(on_step, Step(f"{fixup.name} ({fixup.description})", "fixup", seconds))
 
 
 def _edited(router, todo, history, allow_edited):
     edited = [
         name for name, applied in history.items()
         if applied.checksum and name in todo and router.checksum(name) != applied.checksum
+        and applied.checksum not in router.previous_checksums(name)
     ]
     if edited and not allow_edited:
         raise EditedMigration(edited)
@@ -358,3 +378,72 @@ def _is_read_or_savepoint(sql):
     head = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
     return head in ("SELECT", "SAVEPOINT", "RELEASE") or (head == "PRAGMA" and "=" not in sql)
 
+
+
+@dataclass(frozen=True)
+class Repair:
+    """A history row ``repair`` fixes (Flyway's repair), and how.
+
+    ``action``: "checksum" (the applied file was edited since: record its checksum
+    now), "record" (no checksum was recorded: record it), "remove" (the file is
+    gone: forget the row). ``recorded`` and ``current`` are the checksums.
+    """
+
+    name: str
+    action: str
+    recorded: str | None
+    current: str | None
+
+
+def repairs(database, migrations_dir=None) -> list[Repair]:
+    """What ``repair`` would change in the history, oldest row first; changes nothing."""
+    router = Router(database, migrations_dir)
+    router.todo  # noqa: B018 (the folders are checked first)
+    found = []
+    for name, applied in router.history().items():
+        if name not in router.files:
+            found.append(Repair(name, "remove", applied.checksum, None))
+            continue
+        current = router.checksum(name)
+        if applied.checksum is None:
+            found.append(Repair(name, "record", None, current))
+        elif applied.checksum != current and applied.checksum not in _previous(router, name):
+            found.append(Repair(name, "checksum", applied.checksum, current))
+    return found
+
+
+def repair(database, migrations_dir=None, *, expected=None, lock_timeout=None,
+           on_wait=None) -> list[Repair]:
+    """Re-record the checksums of edited applied migrations and forget the history rows
+    whose files are gone, in one transaction, under the migration lock; returns them.
+
+    For after a review: an edit known to be harmless, a migration deliberately
+    deleted. ``expected`` (what :func:`repairs` listed, e.g. for a confirmation):
+    if the history changed since, nothing is done (MigrationError).
+    """
+    with migration_lock(database, lock_timeout, on_wait):
+        found = repairs(database, migrations_dir)
+        if expected is not None and found != list(expected):
+            raise MigrationError("the migration history or files changed since the repair "
+                                 "was listed; nothing was repaired: run repair again")
+        if found:  # a history made by pw_migrate gets its checksum column first
+            Router(database, migrations_dir).model  # noqa: B018
+        param = database.param
+        with database.atomic():
+            for item in found:
+                if item.action == "remove":
+                    database.execute_sql(
+                        f'DELETE FROM "{HISTORY_TABLE}" WHERE "name" = {param}', (item.name,))
+                else:
+                    database.execute_sql(
+                        f'UPDATE "{HISTORY_TABLE}" SET "checksum" = {param} '
+                        f'WHERE "name" = {param}', (item.current, item.name))
+                logger.info("repair: %s %s", item.action, item.name)
+    return found
+
+
+def _previous(router, name):
+    try:
+        return router.previous_checksums(name)
+    except MigrationError:  # a file that no longer loads: its checksum is still re-recorded
+        return set()

@@ -4,9 +4,8 @@ SQLite rebuilds that cannot cascade, PostgreSQL DDL that cannot stall the app.""
 import contextlib
 import datetime as dt
 import hashlib
-import importlib.resources
 import logging
-import os
+import re
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -22,12 +21,21 @@ from .errors import (
     SQLITE_FULL,
     ConfigurationError,
     DatabaseFull,
+    IrreversibleMigration,
     MigrationFailed,
-    MigrationsNotFound,
     UnknownMigration,
-    ValidationError,
 )
 from .fields import utcnow
+from .loading import (  # noqa: F401 (re-exported: runner.migration_files is the contract)
+    MIGRATION_FILE,
+    Migration,
+    default_migrations_dir,
+    describe,
+    load_migration,
+    migration_files,
+    shipped_migrations_dir,
+    user_migrations_dir,
+)
 from .schema import HISTORY_TABLE
 
 logger = logging.getLogger("bitloot_lite.migrating")
@@ -36,14 +44,6 @@ logger = logging.getLogger("bitloot_lite.migrating")
 #: statement that would queue behind a long transaction fails instead of
 #: blocking every query on that table behind it.
 DDL_LOCK_TIMEOUT = 5.0
-
-
-def default_migrations_dir():
-    """$BITLOOT_MIGRATIONS_DIR, else the migrations shipped inside the package."""
-    configured = os.environ.get("BITLOOT_MIGRATIONS_DIR")
-    if configured:
-        return Path(configured)
-    return Path(str(importlib.resources.files("bitloot_lite.migrations")))
 
 
 @dataclass(frozen=True)
@@ -73,12 +73,11 @@ class Router(_Router):
         if not isinstance(unwrap(database), pw.Database):
             raise ConfigurationError(f"expected a connected peewee Database (see "
                                      f"bitloot_lite.connect), not {type(database).__name__}")
-        if migrate_dir is not None and not isinstance(migrate_dir, (str, os.PathLike)):
-            raise ValidationError("migrations_dir", migrate_dir,
-                                  f"must be a path, not {type(migrate_dir).__name__}")
         ddl_lock_timeout = check.seconds("ddl_lock_timeout", ddl_lock_timeout)
-        migrate_dir = Path(migrate_dir) if migrate_dir else default_migrations_dir()
-        super().__init__(database, migrate_dir=migrate_dir, migrate_table=HISTORY_TABLE)
+        #: The user's folder (None: only the shipped migrations); see migration_files.
+        self.user_dir = user_migrations_dir(migrate_dir)
+        super().__init__(database, migrate_dir=shipped_migrations_dir(),
+                         migrate_table=HISTORY_TABLE)
         self.ddl_lock_timeout = ddl_lock_timeout
         #: Set by the SQL preview, which runs every step inside one transaction it
         #: rolls back, with foreign keys already off.
@@ -106,16 +105,15 @@ class Router(_Router):
     def _has_checksums(self):
         return any(c.name == "checksum" for c in self.database.get_columns(HISTORY_TABLE))
 
+    @cached_property
+    def files(self) -> dict[str, Path]:
+        """{name: path} of every migration, in order: the shipped ones, then the user's."""
+        return dict(migration_files(self.user_dir))
+
     @property
-    def todo(self):
-        if not self.migrate_dir.is_dir():
-            raise MigrationsNotFound(self.migrate_dir)
-        names = sorted(
-            path.stem for path in self.migrate_dir.iterdir() if self.filemask.match(path.name)
-        )
-        if not names:
-            raise MigrationsNotFound(self.migrate_dir)
-        return names
+    def todo(self) -> list[str]:
+        """Every migration's name, in order, across both folders."""
+        return list(self.files)
 
     @property
     def done(self):
@@ -131,27 +129,61 @@ class Router(_Router):
         )
         return {name: Applied(_aware(at), digest) for name, at, digest in cursor.fetchall()}
 
-    def path(self, name):
-        path = self.migrate_dir / f"{name}.py"
-        if not path.is_file():
+    def path(self, name: str) -> Path:
+        """The file of migration ``name``, in either folder (UnknownMigration if none)."""
+        path = self.files.get(name)
+        if path is None or not path.is_file():
             raise UnknownMigration(name, self.todo)
         return path
+
+    def resolve(self, name: str) -> str:
+        """A migration's full name from its full name or its number ("006", "6")."""
+        if not isinstance(name, str):  # 5 is not a name; "5" or "005" is its number
+            raise UnknownMigration(name, self.todo)
+        if name in self.files:
+            return name
+        text = name.strip()
+        if text.isdigit():
+            matches = [full for full in self.files if int(full[:3]) == int(text)]
+            if len(matches) == 1:
+                return matches[0]
+        raise UnknownMigration(name, self.todo)
 
     def checksum(self, name):
         """sha256 of the migration file's bytes."""
         return hashlib.sha256(self.path(name).read_bytes()).hexdigest()
 
+    def load(self, name: str) -> Migration:
+        """Migration ``name``, loaded once per Router (InvalidMigration if it cannot be)."""
+        loaded = self.__dict__.setdefault("_loaded", {})
+        if name not in loaded:
+            loaded[name] = load_migration(name, self.path(name))
+        return loaded[name]
+
     def scope(self, name):
         """The migration module's globals (migrate, rollback, UPSTREAM ...)."""
-        path = self.path(name)
-        scope = {"__file__": str(path), "__name__": f"migration_{name}"}
-        # Compiled with its real file name, so tracebacks point into the file.
-        exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), scope)
-        return scope
+        return self.load(name).scope
 
     def read(self, name):
-        scope = self.scope(name)
-        return scope.get("migrate"), scope.get("rollback")
+        migration = self.load(name)
+        return migration.migrate, migration.rollback
+
+    def description(self, name: str) -> str:
+        """The first line of the migration's docstring ("" for a file that is gone)."""
+        if name not in self.files:
+            return ""
+        return describe(name, self.files[name])
+
+    def previous_checksums(self, name: str) -> set[str]:
+        """The checksums of earlier versions of the file that it declares harmless."""
+        return set(self.scope(name).get("PREVIOUS_CHECKSUMS", ()))
+
+    def require_reversible(self, names) -> None:
+        """IrreversibleMigration for the first of ``names`` that cannot be rolled back."""
+        for name in names:
+            migration = self.load(name)
+            if migration.irreversible:
+                raise IrreversibleMigration(name, migration.path)
 
     def record(self, names):
         """Mark ``names`` applied without running them (adoption, baseline)."""
@@ -164,6 +196,8 @@ class Router(_Router):
         if fake:
             return super().run_one(name, migrator, fake=True, downgrade=downgrade, force=force)
         migrate, rollback = self.read(name)
+        if downgrade and rollback is None:
+            raise IrreversibleMigration(name, self.path(name))
         function = rollback if downgrade else migrate
         direction = "rollback" if downgrade else "migrate"
         logger.info("%s %s", direction, name)
@@ -172,8 +206,9 @@ class Router(_Router):
                 if is_postgres(self.database) and self.ddl_lock_timeout:
                     milliseconds = int(self.ddl_lock_timeout * 1000)
                     self.database.execute_sql(f"SET LOCAL lock_timeout = {milliseconds}")
-                if function is not None:
-                    function(migrator, self.database, fake=False)
+                function(migrator, self.database, fake=False)
+                if not downgrade:
+                    self._defer_concurrent_indexes(name, migrator)
                 migrator()
                 self._check_foreign_keys()
                 if downgrade:
@@ -197,6 +232,35 @@ class Router(_Router):
         if not is_postgres(self.database):
             return {}
         return dict(self.scope(name).get("POSTGRES_CONCURRENT_INDEXES", {}))
+
+    def _defer_concurrent_indexes(self, name, migrator):
+        """Take the plain builds of the declared concurrent indexes out of the transaction.
+
+        The file runs each as a plain CREATE INDEX on PostgreSQL (so that
+        peewee-migrate's own runner makes the same schema); this runner builds it
+        CONCURRENTLY after the commit instead (build_concurrent_indexes).
+        """
+        declared = self.concurrent_indexes(name)
+        if not declared:
+            return
+        plain = {_normal(_PLAIN.sub("", statement)): index
+                 for index, statement in declared.items()}
+        kept, deferred = [], set()
+        for op in migrator.__ops__:
+            sql = _sql_of(op)
+            if sql is not None and _normal(sql) in plain:
+                deferred.add(plain[_normal(sql)])
+            else:
+                kept.append(op)
+        missing = sorted(set(declared) - deferred)
+        if missing:
+            raise ValueError(
+                f"it declares {', '.join(missing)} in POSTGRES_CONCURRENT_INDEXES, but its "
+                "migrate() does not run the same statement without CONCURRENTLY on "
+                "PostgreSQL, which peewee-migrate's own runner (pw_migrate) would need to "
+                "build it: add migrator.sql(<the CREATE INDEX without CONCURRENTLY>)"
+            )
+        migrator.__ops__ = kept
 
     def build_concurrent_indexes(self, name, on_wait=None):
         """Build (or finish) the indexes migration ``name`` makes outside its transaction.
@@ -297,6 +361,22 @@ class SqliteForeignKeysOff:
 
     def __exit__(self, *exc):
         self.database.execute_sql("PRAGMA foreign_keys = ON")
+
+
+#: CONCURRENTLY in a CREATE INDEX statement, to get its plain form.
+_PLAIN = re.compile(r"\bCONCURRENTLY\s+", re.IGNORECASE)
+
+
+def _normal(sql):
+    return " ".join(sql.split()).rstrip(";").upper()
+
+
+def _sql_of(op):
+    """The statement of a ``migrator.sql(...)`` operation; None for any other operation."""
+    fn = getattr(op, "fn", None)
+    if getattr(fn, "__name__", None) != "sql" or not getattr(op, "args", None):
+        return None
+    return op.args[0] if isinstance(op.args[0], str) else None
 
 
 def _utcnow():

@@ -28,15 +28,17 @@ def _create(name, concurrently=False):
     return f'CREATE UNIQUE INDEX {how}"{name}" ON "{table}" ("{column}")'
 
 
-# On PostgreSQL both indexes are built by the runner after this migration's
-# transaction commits, with CREATE INDEX CONCURRENTLY: a plain CREATE INDEX
-# would block every write to orders and keys for the whole build. The runner
-# finishes a build a killed deploy left missing or INVALID, and on a build
-# that fails on a duplicate written meanwhile, drops what it left and reports
-# ``conflicts``. {index name: statement}
+# On PostgreSQL both indexes are built by bitloot-lite's runner after this
+# migration's transaction commits, with CREATE INDEX CONCURRENTLY: a plain
+# CREATE INDEX would block every write to orders and keys for the whole build.
+# The runner finishes a build a killed deploy left missing or INVALID, and on a
+# build that fails on a duplicate written meanwhile, drops what it left and
+# reports ``conflicts``. {index name: statement}. UP runs the plain statements
+# on both backends: the runner takes them out of the transaction on PostgreSQL,
+# peewee-migrate's own (pw_migrate) builds them in place, so both make the indexes.
 POSTGRES_CONCURRENT_INDEXES = {name: _create(name, concurrently=True) for name in INDEXES}
 
-SQLITE_UP = [_create(name) for name in INDEXES]
+UP = [_create(name) for name in INDEXES]
 DOWN = [f'DROP INDEX IF EXISTS "{name}"' for name in INDEXES]
 
 #: The rows listed per duplicated value, and the values listed, at most.
@@ -78,9 +80,8 @@ def migrate(migrator: Migrator, database: pw.Database, *, fake=False):
         migrator.add_index(orders, "kinguin_reservation_id", unique=True)
         migrator.add_index(keys, "storage_ref", unique=True)
     migrator.run(refuse_duplicates, database)
-    if not isinstance(database, pw.PostgresqlDatabase):
-        for statement in SQLITE_UP:
-            migrator.sql(statement)
+    for statement in UP:
+        migrator.sql(statement)
 
 
 def rollback(migrator: Migrator, database: pw.Database, *, fake=False):
