@@ -368,6 +368,29 @@ def baseline(database, where, migrations_dir, to, lock_timeout):
                                on_wait=_print_wait)
     _say(f"{len(names)} migration(s) recorded as applied on {where}")
 
+# --------------------------------------------------------------------------- prototyping
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid",
+              show_default=True, help="Mermaid (GitHub renders it) or Graphviz dot.")
+@_common
+def diagram(database, where, migrations_dir, fmt):
+    """Print the live schema as an entity-relationship diagram.
+
+    Tables, columns with their types, primary, foreign and unique keys, and
+    each foreign key's ON DELETE / ON UPDATE rule, read from the database's
+    catalog (not from the models).
+
+    \b
+    Example:
+        bitloot-lite diagram > schema.mmd
+        bitloot-lite diagram --format dot | dot -Tsvg > schema.svg
+    """
+    from .local.diagram import diagram as draw
+
+    click.echo(draw(database, fmt), nl=False)
+
 
 def main():
     cli(prog_name="bitloot-lite")
