@@ -392,5 +392,70 @@ def diagram(database, where, migrations_dir, fmt):
     click.echo(draw(database, fmt), nl=False)
 
 
+class _Bars:
+    """Progress bars (click's) on stderr, for a callback ``progress(label, done, total)``.
+
+    Drawn only when stderr is a terminal and without -q; a new label closes the
+    bar before it and opens its own.
+    """
+
+    def __init__(self):
+        quiet = click.get_current_context().meta.get("bitloot.quiet")
+        self.on = not quiet and sys.stderr.isatty()
+        self.label = self.bar = None
+
+    def __call__(self, label, done, total):
+        if not self.on:
+            return
+        if label != self.label or self.bar is None:
+            self.close()
+            self.label = label
+            self.bar = click.progressbar(length=max(total, 1), label=label, file=sys.stderr,
+                                         show_pos=True, show_eta=True)
+            self.bar.__enter__()
+        self.bar.update(done - self.bar.pos)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+@cli.command()
+@click.option("--orders", "count", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="How many orders (with their items, keys, payments and webhook logs).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="The same seed gives the same rows, ids and timestamps included.")
+@click.option("--append", is_flag=True, help="Add to a database that already holds rows.")
+@_common
+def demo(database, where, migrations_dir, count, seed, append):
+    """Fill the database with a realistic demo shop.
+
+    Orders over every lifecycle status in plausible proportions, one to several
+    items each, payments with their notification history (repeats, underpaid
+    then topped up, failures), webhook logs, reservations, keys (some revealed),
+    over six months; every row as the service API would have written it. The
+    database must be migrated, and empty unless --append.
+
+    \b
+    Example:
+        bitloot-lite migrate && bitloot-lite demo --orders 5000 --seed 42
+    """
+    from .local import demo as shop
+
+    with _Bars() as bars:
+        result = shop.fill(database, count, seed=seed, append=append,
+                           progress=lambda done, total: bars("orders", done, total))
+    rows = ", ".join(f"{n:,} {table}" for table, n in result.rows.items())
+    _say(f"demo shop (seed {seed}) written to {where}: {rows} in {result.seconds:.2f}s "
+         f"({result.orders_per_second:,.0f} orders/s)")
+
+
 def main():
     cli(prog_name="bitloot-lite")

@@ -1,0 +1,70 @@
+"""Many rows into one table fast: executemany on SQLite, COPY on PostgreSQL.
+
+Rows are tuples of database values (uuid and timestamp as text, JSON as text,
+booleans as bool, NULL as None), which both backends accept as they are:
+SQLite stores them, PostgreSQL casts the text to the column's type. The caller
+holds the transaction.
+"""
+
+import io
+
+from ..db import is_postgres
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Writer:
+    """Writes row batches into tables of one database, in the caller's transaction."""
+
+    def __init__(self, database):
+        self.database = database
+        self.postgres = is_postgres(database)
+        self._sql = {}
+
+    def write(self, table: str, columns: tuple, rows: list) -> int:
+        """Insert ``rows`` (tuples in ``columns`` order) into ``table``; returns how many."""
+        if not rows:
+            return 0
+        cursor = self.database.cursor()
+        if self.postgres:
+            cursor.copy_expert(self._statement(table, columns), _copy_text(rows))
+        else:
+            cursor.executemany(self._statement(table, columns), rows)
+        return len(rows)
+
+    def _statement(self, table, columns):
+        key = (table, columns)
+        if key not in self._sql:
+            names = ", ".join(map(quote, columns))
+            if self.postgres:
+                self._sql[key] = f"COPY {quote(table)} ({names}) FROM STDIN"
+            else:
+                marks = ", ".join("?" * len(columns))
+                self._sql[key] = f"INSERT INTO {quote(table)} ({names}) VALUES ({marks})"
+        return self._sql[key]
+
+
+#: COPY's text format: backslash escapes, tab between columns, \N for NULL.
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_value(value):
+    if value is None:
+        return "\\N"
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    return str(value).translate(_ESCAPES)
+
+
+def _copy_text(rows):
+    buffer = io.StringIO()
+    write = buffer.write
+    for row in rows:
+        write("\t".join([_copy_value(value) for value in row]))
+        write("\n")
+    buffer.seek(0)
+    return buffer
