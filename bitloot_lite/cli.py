@@ -457,5 +457,28 @@ def demo(database, where, migrations_dir, count, seed, append):
          f"({result.orders_per_second:,.0f} orders/s)")
 
 
+@cli.command()
+@click.option("--plain", is_flag=True, help="The standard Python REPL even if IPython is "
+                                            "installed.")
+@_common
+def shell(database, where, migrations_dir, plain):
+    """An interactive Python session on the database.
+
+    IPython when it is installed (else the standard REPL), with the database
+    connected as `db` and the models, enums, service functions and errors
+    imported. Leave it with Ctrl-D or exit().
+
+    \b
+    Example:
+        bitloot-lite shell --database sqlite:///bitloot.db
+        >>> Order.select().where(Order.status == OrderStatus.PAID).count()
+    """
+    from .db import database_proxy
+    from .local.shell import interact
+
+    database_proxy.initialize(database)  # the models, on this database
+    interact(database, where, plain=plain)
+
+
 def main():
     cli(prog_name="bitloot-lite")
