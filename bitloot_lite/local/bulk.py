@@ -6,9 +6,28 @@ SQLite stores them, PostgreSQL casts the text to the column's type. The caller
 holds the transaction.
 """
 
+import contextlib
 import io
 
-from ..db import is_postgres
+from ..db import is_postgres, is_sqlite
+
+#: SQLite's page cache while a bulk write runs (KiB; SQLite's default is 2 MiB): the
+#: indexes take rows in random order (uuid ids), which thrashes a small cache.
+CACHE_KIB = 256 * 1024
+
+
+@contextlib.contextmanager
+def big_cache(database):
+    """A big SQLite page cache for the block (PostgreSQL: nothing), then the one before."""
+    if not is_sqlite(database):
+        yield
+        return
+    saved = database.execute_sql("PRAGMA cache_size").fetchone()[0]
+    database.execute_sql(f"PRAGMA cache_size = -{CACHE_KIB}")
+    try:
+        yield
+    finally:
+        database.execute_sql(f"PRAGMA cache_size = {int(saved)}")
 
 
 def quote(name: str) -> str:

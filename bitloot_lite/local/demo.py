@@ -12,18 +12,16 @@ bulk (``bulk.Writer``), in one transaction.
 """
 
 import concurrent.futures
-import contextlib
 import datetime as dt
 import logging
 import random
 import time
 from dataclasses import dataclass
 
-from ..db import is_sqlite
 from ..errors import DatabaseNotEmpty, NotMigrated
 from ..models import MODELS, Key, Order, OrderItem, OrderStatus, Payment, PaymentStatus, WebhookLog
 from ..services import ORDER_MOVES, PAYMENT_MOVES
-from .bulk import Writer, quote
+from .bulk import Writer, big_cache, quote
 
 logger = logging.getLogger("bitloot_lite.local.demo")
 
@@ -128,7 +126,7 @@ def fill(database, orders: int = 1000, *, seed: int = 0, append: bool = False,
     # The next batch is made in a thread while this one is written: sqlite3 and
     # psycopg2 let go of the GIL while the database works. One thread makes every
     # batch, in order, so the rows are the same as made in line.
-    with _big_cache(database), database.atomic(), \
+    with big_cache(database), database.atomic(), \
             concurrent.futures.ThreadPoolExecutor(1, "bitloot-demo") as maker:
         done = 0
         upcoming = maker.submit(shop.orders, sizes[0]) if sizes else None
@@ -145,24 +143,6 @@ def fill(database, orders: int = 1000, *, seed: int = 0, append: bool = False,
     seconds = time.perf_counter() - started
     logger.info("demo: %d orders (seed %d) in %.2fs", orders, seed, seconds)
     return DemoResult(seed, orders, written, seconds)
-
-
-#: SQLite's page cache while the demo writes (KiB; SQLite's default is 2 MiB): a
-#: table's indexes take rows in random order (uuid ids), which thrashes a small cache.
-CACHE_KIB = 256 * 1024
-
-
-@contextlib.contextmanager
-def _big_cache(database):
-    if not is_sqlite(database):
-        yield
-        return
-    saved = database.execute_sql("PRAGMA cache_size").fetchone()[0]
-    database.execute_sql(f"PRAGMA cache_size = -{CACHE_KIB}")
-    try:
-        yield
-    finally:
-        database.execute_sql(f"PRAGMA cache_size = {int(saved)}")
 
 
 def _require_migrated(database):
