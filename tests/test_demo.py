@@ -189,6 +189,26 @@ def test_the_rows_read_through_the_models_and_the_services_accept_them(db):
     assert bl.record_payment(payment.order_id, payment.external_id, "finished").id == payment.id
 
 
+def test_the_schema_is_as_it_was(migrated):
+    """The indexes dropped for the load (SQLite) are all back, exactly."""
+    from bitloot_lite import migrating
+    from bitloot_lite.schema import snapshot
+
+    before = snapshot(migrated)
+    demo.fill(migrated, 30)
+    assert snapshot(migrated) == before
+    assert migrating.check(migrated)[0] == []
+
+
+def test_a_load_that_breaks_a_unique_index_writes_nothing(migrated, monkeypatch):
+    """Rows that a (deferred) unique index refuses fail the whole load."""
+    monkeypatch.setattr(demo._Shop, "_payment_id", lambda self: "4000000001")
+    with pytest.raises(bl.StorageError, match="(?i)unique|23505") as caught:
+        demo.fill(migrated, 30)
+    assert "4000000001" not in str(caught.value)  # never the data
+    assert bl.Order.select().count() == 0
+
+
 def test_a_non_empty_database_is_refused_unless_appending(migrated):
     demo.fill(migrated, 20, seed=1)
     before = dump(migrated)

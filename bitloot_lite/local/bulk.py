@@ -8,8 +8,46 @@ holds the transaction.
 
 import contextlib
 import io
+import sqlite3
+
+import peewee as pw
 
 from ..db import is_postgres, is_sqlite
+from ..errors import StorageError
+
+try:
+    import psycopg2
+except ImportError:  # pragma: no cover - psycopg2-binary is a dependency
+    psycopg2 = None
+
+_DATABASE_ERRORS = (pw.PeeweeException, sqlite3.Error) + ((psycopg2.Error,) if psycopg2 else ())
+
+
+@contextlib.contextmanager
+def storage_errors(operation):
+    """A driver's error in the block as a StorageError naming its class and SQLSTATE (and
+    the constraint), never the text of a PostgreSQL error, which may quote the data."""
+    error = None
+    try:
+        yield
+    except _DATABASE_ERRORS as exc:
+        error = StorageError(operation, _describe(exc))
+    if error is not None:
+        raise error
+
+
+def _describe(exc):
+    original = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
+    name = type(original).__name__
+    code = getattr(original, "pgcode", None)
+    if code:
+        diag = getattr(original, "diag", None)
+        constraint = getattr(diag, "constraint_name", None)
+        return f"{name} (SQLSTATE {code}{f', {constraint}' if constraint else ''})"
+    if isinstance(original, sqlite3.Error) or isinstance(exc, pw.PeeweeException):
+        lines = str(original).strip().splitlines()  # SQLite names columns, never values
+        return f"{name}: {lines[0]}" if lines else name
+    return name
 
 #: SQLite's page cache while a bulk write runs (KiB; SQLite's default is 2 MiB): the
 #: indexes take rows in random order (uuid ids), which thrashes a small cache.
@@ -87,3 +125,29 @@ def _copy_text(rows):
         write("\n")
     buffer.seek(0)
     return buffer
+
+
+@contextlib.contextmanager
+def deferred_indexes(database, tables):
+    """SQLite, inside the caller's transaction: the secondary indexes of ``tables`` are
+    dropped for the block and made again after it, from their own CREATE statements.
+
+    Building an index once over the loaded rows is several times faster than
+    updating it at each of them (the rows come in random key order). SQLite's DDL
+    is transactional: nobody sees the tables without their indexes, a unique index
+    that the rows would break fails its CREATE and takes the transaction with it.
+    The indexes behind PRIMARY KEY and UNIQUE constraints (``sql`` NULL) stay.
+    On PostgreSQL, nothing.
+    """
+    if not is_sqlite(database):
+        yield
+        return
+    marks = ", ".join("?" * len(tables))
+    indexes = database.execute_sql(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+        f"AND tbl_name IN ({marks}) ORDER BY name", list(tables)).fetchall()
+    for name, _sql in indexes:
+        database.execute_sql(f"DROP INDEX {quote(name)}")
+    yield
+    for _name, sql in indexes:
+        database.execute_sql(sql)

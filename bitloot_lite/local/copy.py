@@ -28,7 +28,7 @@ from ..models import MODELS, Order
 from ..schema import snapshot
 from .anonymize import COLUMNS as PERSONAL_COLUMNS
 from .anonymize import Anonymizer
-from .bulk import Writer, big_cache, quote
+from .bulk import Writer, big_cache, quote, storage_errors
 
 logger = logging.getLogger("bitloot_lite.local.copy")
 
@@ -96,7 +96,8 @@ def copy(source, destination, *, replace: bool = False, anonymize: bool = False,
     tables = _plan(source, destination)
     subset = _subset(source, orders, since)
     writer = Writer(destination)
-    with big_cache(destination), destination.atomic(), _snapshot(source):
+    with storage_errors("copy"), big_cache(destination), destination.atomic(), \
+            _snapshot(source):
         if replace:
             for table in reversed(tables):
                 destination.execute_sql(f"DELETE FROM {quote(table.name)}")

@@ -12,6 +12,7 @@ bulk (``bulk.Writer``), in one transaction.
 """
 
 import concurrent.futures
+import contextlib
 import datetime as dt
 import logging
 import random
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from ..errors import DatabaseNotEmpty, NotMigrated
 from ..models import MODELS, Key, Order, OrderItem, OrderStatus, Payment, PaymentStatus, WebhookLog
 from ..services import ORDER_MOVES, PAYMENT_MOVES
-from .bulk import Writer, big_cache, quote
+from .bulk import Writer, big_cache, deferred_indexes, quote, storage_errors
 
 logger = logging.getLogger("bitloot_lite.local.demo")
 
@@ -126,7 +127,9 @@ def fill(database, orders: int = 1000, *, seed: int = 0, append: bool = False,
     # The next batch is made in a thread while this one is written: sqlite3 and
     # psycopg2 let go of the GIL while the database works. One thread makes every
     # batch, in order, so the rows are the same as made in line.
-    with big_cache(database), database.atomic(), \
+    # Into an empty database the indexes are built once at the end (bulk.deferred_indexes).
+    deferred = contextlib.nullcontext() if existing else deferred_indexes(database, written)
+    with storage_errors("demo"), big_cache(database), database.atomic(), deferred, \
             concurrent.futures.ThreadPoolExecutor(1, "bitloot-demo") as maker:
         done = 0
         upcoming = maker.submit(shop.orders, sizes[0]) if sizes else None
