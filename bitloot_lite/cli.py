@@ -411,7 +411,7 @@ class _Bars:
             self.close()
             self.label = label
             self.bar = click.progressbar(length=max(total, 1), label=label, file=sys.stderr,
-                                         show_pos=True, show_eta=True)
+                                         show_pos=True, show_percent=True, show_eta=True)
             self.bar.__enter__()
         self.bar.update(done - self.bar.pos)
 

@@ -269,3 +269,14 @@ def test_the_cli_never_prints_a_password(source, db_url, tmp_path):
     result = conftest.run_cli("copy", bad, target)
     assert result.exit_code == 1 and "hunter2-pw" not in result.output and "***" in result.output
 
+
+
+def test_a_progress_bar_per_table_on_a_terminal(source, db_url, dest_url):
+    from test_demo import on_a_terminal
+
+    out, shown, code = on_a_terminal("copy", db_url, dest_url)
+    assert code == 0 and "every table checked" in out
+    for label in ("orders", "order_items", "keys", "payments", "webhook_logs",
+                  "checking webhook_logs"):
+        assert label in shown, label
+    assert "100%" in shown

@@ -252,3 +252,42 @@ def test_the_cli_fills_refuses_and_appends(migrated, db_url):
     result = conftest.run_cli("demo", "--orders", 30, "--append", "-q", "--database", db_url)
     assert result.exit_code == 0 and result.output == ""
     assert bl.Order.select().count() == 60
+
+
+def on_a_terminal(*args):
+    """(stdout, what a terminal on stderr showed, exit code) of the CLI in a child process."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    master, slave = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "bitloot_lite", *map(str, args)],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
+                               env=conftest.clean_env(COLUMNS="100"), cwd=conftest.REPO_ROOT)
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        shown += data
+    os.close(master)
+    out = process.stdout.read().decode()
+    process.stdout.close()
+    return out, shown.decode(errors="replace"), process.wait(timeout=120)
+
+
+def test_a_progress_bar_on_a_terminal_only_and_not_with_q(migrated, db_url, monkeypatch):
+    out, shown, code = on_a_terminal("demo", "--orders", 4500, "--database", db_url)
+    assert code == 0 and "4,500 orders" in out
+    assert "orders" in shown and "4500/4500" in shown and "100%" in shown
+    assert "2000/4500" in shown  # drawn per batch
+    out, shown, code = on_a_terminal("demo", "--orders", 10, "--append", "-q",
+                                     "--database", db_url)
+    assert code == 0 and out == "" and shown == ""
+    result = conftest.run_cli("demo", "--orders", 10, "--append", "--database", db_url)
+    assert result.exit_code == 0 and "[" not in result.output  # not a terminal: no bar
