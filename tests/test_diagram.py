@@ -98,3 +98,18 @@ def test_the_cli_prints_the_diagram(migrated, db_url):
 def test_an_unknown_format_is_refused(migrated):
     with pytest.raises(ConfigurationError, match="unknown diagram format"):
         diagram(migrated, "png")
+
+
+README = conftest.REPO_ROOT / "README.md"
+
+
+@conftest.postgres_only
+def test_the_readme_shows_the_diagram_of_the_shipped_schema(migrated):
+    """The README's Mermaid block is `bitloot-lite diagram` on PostgreSQL at head."""
+    blocks = re.findall(r"```mermaid\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    assert len(blocks) == 1
+    current = diagram(migrated)
+    assert blocks[0] == current, (
+        "README.md's diagram is out of date: replace its ```mermaid block with the output of "
+        "`bitloot-lite diagram --database postgresql://...` on a database migrated to head:\n"
+        + current)
