@@ -183,15 +183,20 @@ class _Shop:
         self.products = [(f"kinguin-{rng.randrange(10000, 99999)}", rng.choice(
             (499, 999, 1499, 1999, 2999, 3999, 4999, 5999, 6999))) for _ in range(250)]
         self.payment_ids = set()
+        self._uuids = []
 
     def _email(self, n):
         r = self.rng
         return (f"{r.choice(_FIRST)}.{r.choice(_LAST)}{n}@{r.choice(_DOMAINS)}")
 
     def uuid(self):
-        h = f"{self.rng.getrandbits(128):032x}"
-        return (f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16)]}{h[17:20]}-"
-                f"{h[20:32]}")
+        """A version 4 UUID (text) from the seeded RNG; made 512 at a time (faster)."""
+        if not self._uuids:
+            h = f"{self.rng.getrandbits(128 * 512):08192x}"
+            self._uuids = [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-4{h[i + 13:i + 16]}-"
+                           f"{_VARIANT[int(h[i + 16], 16)]}{h[i + 17:i + 20]}-{h[i + 20:i + 32]}"
+                           for i in range(8192 - 32, -32, -32)]
+        return self._uuids.pop()
 
     def stamp(self, base, seconds):
         """``base`` plus ``seconds`` (with microseconds), and its text as peewee writes it."""
