@@ -13,30 +13,24 @@ same canonical form on both sides (an order-free sum of per-row sha256).
 """
 
 import datetime as dt
-import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 
-import peewee as pw
-
 from ..db import is_postgres
 from ..errors import ConfigurationError, CopyMismatch, DatabaseNotEmpty, NotMigrated, SourceAhead
-from ..fields import JSONField, MoneyField, UTCDateTimeField, UUIDField
 from ..models import MODELS, Order
 from ..schema import snapshot
 from .anonymize import COLUMNS as PERSONAL_COLUMNS
 from .anonymize import Anonymizer
 from .bulk import Writer, big_cache, quote, storage_errors
+from .checksum import Column, Table, hexdigest, kind_of, row_hasher
 
 logger = logging.getLogger("bitloot_lite.local.copy")
 
 #: Rows per batch read and written.
 BATCH = 5000
 
-_MODULUS = 1 << 256
-_TABLES = {model._meta.table_name: model for model in MODELS}
 
 
 @dataclass(frozen=True)
@@ -160,35 +154,6 @@ def _holds_rows(database):
 # -- what to copy, and how ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Column:
-    name: str
-    kind: str  # uuid, json, ts, money, bool, plain
-    field: object
-
-
-@dataclass(frozen=True)
-class _Table:
-    name: str
-    columns: tuple
-
-
-def _kind(model_field):
-    if isinstance(model_field, UUIDField):
-        return "uuid"
-    if isinstance(model_field, JSONField):
-        return "json"
-    if isinstance(model_field, UTCDateTimeField):
-        return "ts"
-    if isinstance(model_field, MoneyField):
-        return "money"
-    if isinstance(model_field, pw.BooleanField):
-        return "bool"
-    if isinstance(model_field, pw.ForeignKeyField):
-        return "uuid"
-    return "plain"
-
-
 def _plan(source, destination):
     """Our tables that the source has, parents first, with the columns it has (which the
     destination, at the same level, must have too)."""
@@ -203,8 +168,8 @@ def _plan(source, destination):
             raise ConfigurationError(f"the destination's {name} has other columns than the "
                                      "source's, although both are at the same migration")
         fields = model._meta.columns
-        tables.append(_Table(name, tuple(
-            _Column(column, _kind(fields.get(column)), fields.get(column)) for column in names)))
+        tables.append(Table(name, tuple(
+            Column(column, kind_of(fields.get(column)), fields.get(column)) for column in names)))
     return tables
 
 
@@ -330,60 +295,13 @@ def _ts_text(value):
     return value.isoformat(" ") if isinstance(value, dt.datetime) else value
 
 
-def _canonical(column):
-    """value (either backend's, or about to be written) -> the text the checksum uses."""
-    kind = column.kind
-    if kind == "ts":
-        parse = column.field.python_value
-
-        def canonical(value):
-            if isinstance(value, str):
-                if len(value) == 19:
-                    return value + ".000000"
-                if len(value) == 26 and value[10] == " ":
-                    return value
-                value = parse(value)
-            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
-        return canonical
-    if kind == "money":
-        quantize = column.field.python_value
-        return lambda value: str(quantize(value))
-    if kind == "json":
-        return _canonical_json
-    if kind == "bool":
-        return lambda value: "1" if value else "0"
-    return str
-
-
-#: JSON's canonical form: keys sorted, no spaces, every number a float (jsonb writes
-#: 1e2 as 100 and keeps 1.0; SQLite keeps the text as it came), decoder and encoder
-#: made once (making them took a third of the time).
-_decode = json.JSONDecoder(parse_int=float).decode
-_encode = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
-
-
-def _canonical_json(text):
-    return _encode(_decode(text))
-
-
-def _hasher(table):
-    canon = [_canonical(column) for column in table.columns]
-
-    def row_hash(row):
-        text = "\x1f".join(["\x00" if value is None else c(value)
-                            for c, value in zip(canon, row, strict=True)])
-        return int.from_bytes(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest(),
-                              "big")
-    return row_hash
-
-
 def _copy_table(source, writer, table, subset, anonymizer, batch, progress):
     to_postgres = writer.postgres
     converters = [(i, c) for i, c in enumerate(
         _converter(column, to_postgres, anonymizer, table.name) for column in table.columns)
         if c is not None]
     columns = tuple(column.name for column in table.columns)
-    row_hash = _hasher(table)
+    row_hash = row_hasher(table)
     total = _count(source, table, subset) if progress is not None else 0
     done, checksum = 0, 0
     if progress is not None:
@@ -400,12 +318,12 @@ def _copy_table(source, writer, table, subset, anonymizer, batch, progress):
         done += len(rows)
         if progress is not None:
             progress(table.name, done, total)
-    return done, f"{checksum % _MODULUS:064x}"
+    return done, hexdigest(checksum)
 
 
 def _checksum(database, table, subset, batch, progress=None, total=0):
     """(rows, checksum) of the table's rows in ``database``."""
-    row_hash = _hasher(table)
+    row_hash = row_hasher(table)
     done, checksum = 0, 0
     label = f"checking {table.name}"
     if progress is not None:
@@ -416,7 +334,7 @@ def _checksum(database, table, subset, batch, progress=None, total=0):
         done += len(rows)
         if progress is not None:
             progress(label, done, total)
-    return done, f"{checksum % _MODULUS:064x}"
+    return done, hexdigest(checksum)
 
 
 def checksums(database, subset=None, batch: int = BATCH) -> dict:
