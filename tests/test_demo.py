@@ -256,13 +256,19 @@ def test_the_cli_fills_refuses_and_appends(migrated, db_url):
 
 def on_a_terminal(*args):
     """(stdout, what a terminal on stderr showed, exit code) of the CLI in a child process."""
+    return on_a_terminal_python(None, *args)
+
+
+def on_a_terminal_python(script, *args):
+    """The same, running ``script`` (python -c) instead of the CLI (None: the CLI)."""
     import os
     import pty
     import subprocess
     import sys
 
     master, slave = pty.openpty()
-    process = subprocess.Popen([sys.executable, "-m", "bitloot_lite", *map(str, args)],
+    start = ["-m", "bitloot_lite"] if script is None else ["-c", script]
+    process = subprocess.Popen([sys.executable, *start, *map(str, args)],
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave,
                                env=conftest.clean_env(COLUMNS="100"), cwd=conftest.REPO_ROOT)
     os.close(slave)
@@ -291,3 +297,46 @@ def test_a_progress_bar_on_a_terminal_only_and_not_with_q(migrated, db_url, monk
     assert code == 0 and out == "" and shown == ""
     result = conftest.run_cli("demo", "--orders", 10, "--append", "--database", db_url)
     assert result.exit_code == 0 and "[" not in result.output  # not a terminal: no bar
+
+
+SLOW_MIGRATION = """
+import peewee as pw
+
+
+def migrate(migrator, database, *, fake=False):
+    if isinstance(database, pw.PostgresqlDatabase):
+        migrator.sql("CREATE TABLE big AS SELECT g AS n FROM generate_series(1, 1500000) g")
+        migrator.sql("CREATE INDEX big_n ON big (n)")
+    else:
+        migrator.sql("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                     "WHERE x < 2000000) SELECT count(*) FROM c")
+
+
+def rollback(migrator, database, *, fake=False):
+    pass
+"""
+
+
+@pytest.mark.slow
+def test_a_long_migration_step_shows_progress_on_a_terminal(db_url, backend, tmp_path):
+    """(In cli.py's migrate, next to the other progress.) A step running longer than
+    AFTER seconds: its name and time; an index build on PostgreSQL: a bar of its blocks."""
+    import shutil
+
+    folder = tmp_path / "migrations"
+    shutil.copytree(conftest.MIGRATIONS_DIR, folder,
+                    ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
+    (folder / "999_slow.py").write_text(SLOW_MIGRATION, encoding="utf-8")
+    script = ("import sys; from bitloot_lite import cli; cli._StepProgress.AFTER = 0.2; "
+              "cli._StepProgress.POLL = 0.05; sys.argv[0] = 'bitloot-lite'; cli.main()")
+    out, shown, code = on_a_terminal_python(script, "migrate", "--database", db_url,
+                                            "--migrations", folder)
+    assert code == 0, out + shown
+    assert "applied 999_slow" in out
+    if backend == "postgres":
+        assert "999_slow: building index" in shown and "%" in shown, shown
+    else:
+        assert "999_slow: running for" in shown, shown
+    out, shown, code = on_a_terminal_python(script, "rollback", "-q", "--database", db_url,
+                                            "--migrations", folder)
+    assert code == 0 and shown == ""
