@@ -236,6 +236,13 @@ def test_progress_is_reported_per_batch(migrated, monkeypatch):
     assert seen == [(40, 100), (80, 100), (100, 100)]
 
 
+def test_bad_counts_are_refused(migrated):
+    for bad in (-1, 2.5, True, "10"):
+        with pytest.raises(bl.ValidationError):
+            demo.fill(migrated, bad)
+    assert bl.Order.select().count() == 0
+
+
 def test_the_paths_obey_the_lifecycles():
     demo.check_paths()
     with pytest.raises(ValueError, match="paid -> created"):

@@ -18,7 +18,14 @@ import time
 from dataclasses import dataclass, field
 
 from ..db import is_postgres
-from ..errors import ConfigurationError, CopyMismatch, DatabaseNotEmpty, NotMigrated, SourceAhead
+from ..errors import (
+    ConfigurationError,
+    CopyMismatch,
+    DatabaseNotEmpty,
+    NotMigrated,
+    SourceAhead,
+    ValidationError,
+)
 from ..models import MODELS, Order
 from ..schema import snapshot
 from .anonymize import COLUMNS as PERSONAL_COLUMNS
@@ -75,8 +82,11 @@ def copy(source, destination, *, replace: bool = False, anonymize: bool = False,
     from .. import migrating  # the migration machinery, only when needed
     from ..runner import Router
 
-    if orders is not None and orders < 0:
-        raise ConfigurationError("orders must be >= 0")
+    if orders is not None and (isinstance(orders, bool) or not isinstance(orders, int)
+                               or orders < 0):
+        raise ValidationError("orders", orders, "must be a whole number >= 0")
+    if since is not None and not isinstance(since, dt.datetime):
+        raise ValidationError("since", since, "must be a datetime")
     started = time.perf_counter()
     level = _source_level(Router(source))
     migrated = _prepare_destination(destination, Router(destination), level, replace, migrating)

@@ -19,7 +19,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from ..errors import DatabaseNotEmpty, NotMigrated
+from ..errors import DatabaseNotEmpty, NotMigrated, ValidationError
 from ..models import MODELS, Key, Order, OrderItem, OrderStatus, Payment, PaymentStatus, WebhookLog
 from ..services import ORDER_MOVES, PAYMENT_MOVES
 from .bulk import Writer, big_cache, deferred_indexes, quote, storage_errors
@@ -111,8 +111,8 @@ def fill(database, orders: int = 1000, *, seed: int = 0, append: bool = False,
     so an append is deterministic too and never repeats an id. ``progress``
     is called as ``progress(done, total)`` after each batch of orders.
     """
-    if orders < 0:
-        raise ValueError("orders must be >= 0")
+    if isinstance(orders, bool) or not isinstance(orders, int) or orders < 0:
+        raise ValidationError("orders", orders, "must be a whole number >= 0")
     _require_migrated(database)
     existing = _count(database, Order) if append else _refuse_rows(database)
     rng = random.Random(f"bitloot-demo:{seed}:{existing}")
