@@ -11,7 +11,6 @@ creates the tables and copies the rows.
 """
 
 import contextlib
-import os
 import shutil
 import sqlite3
 import statistics
@@ -104,8 +103,7 @@ def copy(settings, databases):
             out = databases.sqlite()
             try:
                 started = time.perf_counter()
-                subprocess.run(command(out), check=True, capture_output=True, timeout=1800,
-                               env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+                subprocess.run(command(out), check=True, capture_output=True, timeout=1800)
                 seconds[name].append(time.perf_counter() - started)
                 _check_copy(sqlite_path(out), rows)
             finally:
