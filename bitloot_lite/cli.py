@@ -14,13 +14,14 @@ import functools
 import json
 import logging
 import sys
+import threading
 import time
 
 import click
 
 from . import migrating
-from .db import is_sqlite, mask_url, open_database, redact, resolve_url, url_secrets
-from .errors import BitlootError
+from .db import is_postgres, is_sqlite, mask_url, open_database, redact, resolve_url, url_secrets
+from .errors import BitlootError, ConfigurationError
 
 logger = logging.getLogger("bitloot_lite.cli")
 
@@ -219,11 +220,13 @@ def migrate(database, where, migrations_dir, to, allow_out_of_order, allow_edite
         if not as_json:
             _print_step(step)
 
-    applied = migrating.migrate(
-        database, to=to, migrations_dir=migrations_dir, lock_timeout=lock_timeout,
-        ddl_lock_timeout=ddl_lock_timeout, allow_edited=allow_edited,
-        allow_out_of_order=allow_out_of_order, on_step=on_step, on_wait=_print_wait,
-    )
+    with _StepProgress(database, migrations_dir) as progress:  # a terminal only
+        applied = migrating.migrate(
+            database, to=to, migrations_dir=migrations_dir, lock_timeout=lock_timeout,
+            ddl_lock_timeout=ddl_lock_timeout, allow_edited=allow_edited,
+            allow_out_of_order=allow_out_of_order, on_step=progress.wrap(on_step),
+            on_wait=_print_wait,
+        )
     seconds = time.perf_counter() - started
     if as_json:
         _say(json.dumps({"database": where, "applied": applied,
@@ -419,6 +422,286 @@ def baseline(database, where, migrations_dir, to, lock_timeout):
                                lock_timeout=lock_timeout, on_step=_print_step,
                                on_wait=_print_wait)
     _say(f"{len(names)} migration(s) recorded as applied on {where}")
+
+# --------------------------------------------------------------------------- prototyping
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid",
+              show_default=True, help="Mermaid (GitHub renders it) or Graphviz dot.")
+@_common
+def diagram(database, where, migrations_dir, fmt):
+    """Print the live schema as an entity-relationship diagram.
+
+    Tables, columns with their types, primary, foreign and unique keys, and
+    each foreign key's ON DELETE / ON UPDATE rule, read from the database's
+    catalog (not from the models).
+
+    \b
+    Example:
+        bitloot-lite diagram > schema.mmd
+        bitloot-lite diagram --format dot | dot -Tsvg > schema.svg
+    """
+    from .local.diagram import diagram as draw
+
+    click.echo(draw(database, fmt), nl=False)
+
+
+class _Bars:
+    """Progress bars (click's) on stderr, for a callback ``progress(label, done, total)``.
+
+    Drawn only when stderr is a terminal and without -q; a new label closes the
+    bar before it and opens its own.
+    """
+
+    def __init__(self):
+        quiet = click.get_current_context().meta.get("bitloot.quiet")
+        self.on = not quiet and sys.stderr.isatty()
+        self.label = self.bar = None
+
+    def __call__(self, label, done, total):
+        if not self.on:
+            return
+        if label != self.label or self.bar is None:
+            self.close()
+            self.label = label
+            self.bar = click.progressbar(length=max(total, 1), label=label, file=sys.stderr,
+                                         show_pos=True, show_percent=True, show_eta=True)
+            self.bar.__enter__()
+        self.bar.update(done - self.bar.pos)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+@cli.command()
+@click.option("--orders", "count", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="How many orders (with their items, keys, payments and webhook logs).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="The same seed gives the same rows, ids and timestamps included.")
+@click.option("--append", is_flag=True, help="Add to a database that already holds rows.")
+@_common
+def demo(database, where, migrations_dir, count, seed, append):
+    """Fill the database with a realistic demo shop.
+
+    Orders over every lifecycle status in plausible proportions, one to several
+    items each, payments with their notification history (repeats, underpaid
+    then topped up, failures), webhook logs, reservations, keys (some revealed),
+    over six months; every row as the service API would have written it. The
+    database must be migrated, and empty unless --append.
+
+    \b
+    Example:
+        bitloot-lite migrate && bitloot-lite demo --orders 5000 --seed 42
+    """
+    from .local import demo as shop
+
+    with _Bars() as bars:
+        result = shop.fill(database, count, seed=seed, append=append,
+                           progress=lambda done, total: bars("orders", done, total))
+    rows = ", ".join(f"{n:,} {table}" for table, n in result.rows.items())
+    _say(f"demo shop (seed {seed}) written to {where}: {rows} in {result.seconds:.2f}s "
+         f"({result.orders_per_second:,.0f} orders/s)")
+
+
+@cli.command()
+@click.option("--plain", is_flag=True, help="The standard Python REPL even if IPython is "
+                                            "installed.")
+@_common
+def shell(database, where, migrations_dir, plain):
+    """An interactive Python session on the database.
+
+    IPython when it is installed (else the standard REPL), with the database
+    connected as `db` and the models, enums, service functions and errors
+    imported. Leave it with Ctrl-D or exit().
+
+    \b
+    Example:
+        bitloot-lite shell --database sqlite:///bitloot.db
+        >>> Order.select().where(Order.status == OrderStatus.PAID).count()
+    """
+    from .db import database_proxy
+    from .local.shell import interact
+
+    database_proxy.initialize(database)  # the models, on this database
+    interact(database, where, plain=plain)
+
+
+@cli.command("copy")
+@click.argument("source_url", metavar="SOURCE_URL")
+@click.argument("dest_url", metavar="DEST_URL")
+@click.option("--replace", is_flag=True, help="Empty a destination that holds rows first.")
+@click.option("--anonymize", is_flag=True,
+              help="Replace emails, signatures, IP addresses, payloads' personal fields and "
+                   "storage references with pseudonyms (joins survive).")
+@click.option("--salt", metavar="TEXT",
+              help="The pseudonyms' key: the same salt gives the same copy [default: random].")
+@click.option("--orders", type=click.IntRange(min=0), metavar="N",
+              help="Only the newest N orders, with everything that belongs to them.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S",
+                                               "%Y-%m-%d %H:%M:%S"]), metavar="DATE",
+              help="Only the orders created since DATE (UTC), with what belongs to them.")
+@click.option("-v", "--verbose", count=True, help="Log to stderr (-vv adds the SQL).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+def copy_command(source_url, dest_url, replace, anonymize, salt, orders, since, verbose, quiet):
+    """Copy a database into another, across backends, and check the copy.
+
+    The destination is migrated to the source's level first; the rows stream
+    in batches, parents first, with a progress bar per table on a terminal;
+    every table is then checked (row count and checksum) before the commit.
+    A destination that holds rows is refused unless --replace, and so is a
+    source with migrations this version does not know.
+
+    \b
+    Example:
+        bitloot-lite copy postgresql://app@db/bitloot sqlite:///local.db --anonymize
+        bitloot-lite copy postgresql://app@db/bitloot sqlite:///recent.db \\
+            --orders 1000 --anonymize --salt team-2026 --replace
+    """
+    from .local.copy import copy as copy_database
+
+    click.get_current_context().meta["bitloot.quiet"] = quiet
+    secrets = url_secrets(source_url) + url_secrets(dest_url)
+    where = f"{mask_url(source_url)} -> {mask_url(dest_url)}"
+    if salt is not None and not anonymize:
+        raise click.UsageError("--salt is only for --anonymize")
+    with _logging_to_stderr(verbose, secrets):
+        try:
+            if mask_url(source_url) == mask_url(dest_url):
+                raise ConfigurationError("the source and the destination are the same database")
+            source = open_database(source_url)
+            try:
+                destination = open_database(dest_url)
+                try:
+                    with _Bars() as bars:
+                        result = copy_database(source, destination, replace=replace,
+                                               anonymize=anonymize, salt=salt, orders=orders,
+                                               since=since, progress=bars)
+                finally:
+                    destination.close()
+            finally:
+                source.close()
+        except BitlootError as exc:
+            lines = [line for line in redact(str(exc), secrets).splitlines() if line.strip()]
+            raise click.ClickException(lines[0] if lines else type(exc).__name__) from None
+    migrated = f", {len(result.migrated)} migration(s) applied to the destination first" \
+        if result.migrated else ""
+    _say(f"copied {where} (at {result.level}{migrated})")
+    for table in result.tables:
+        _say(f"  {table.table:<13} {table.rows:>10,} rows  checksum {table.checksum[:12]}  "
+             f"{table.seconds:.2f}s")
+    _say(f"{result.rows:,} rows in {result.seconds:.2f}s ({result.rows_per_second:,.0f} rows/s);"
+         " every table checked: row counts and checksums match")
+    if anonymize:
+        _say(f"anonymized with salt {result.salt!r}"
+             + ("" if salt is not None else " (random: pass --salt to repeat this copy)"))
+
+
+_INDEX_PROGRESS = """
+SELECT i.relname, t.relname, p.phase, p.blocks_done, p.blocks_total
+FROM pg_stat_progress_create_index p
+LEFT JOIN pg_class i ON i.oid = p.index_relid LEFT JOIN pg_class t ON t.oid = p.relid
+WHERE p.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+LIMIT 1"""
+
+
+class _StepProgress:
+    """Progress of `migrate` on a terminal (stderr, not with -q) once a step has run for
+    AFTER seconds: the step's name and time; on PostgreSQL, an index build's blocks as
+    a bar (pg_stat_progress_create_index). A thread of its own polls, on connections
+    of its own (peewee's are per thread), and never touches the migration's."""
+
+    AFTER = 2.0
+    POLL = 0.5
+
+    def __init__(self, database, migrations_dir):
+        self.database = database
+        self.migrations_dir = migrations_dir
+        quiet = click.get_current_context().meta.get("bitloot.quiet")
+        self.on = not quiet and sys.stderr.isatty()
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.since = time.monotonic()
+        self.shown = False
+        self.bar = None
+        self.thread = None
+
+    def __enter__(self):
+        if self.on:
+            self.thread = threading.Thread(target=self._watch, name="bitloot-progress",
+                                           daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.done.set()
+        if self.thread is not None:
+            self.thread.join()
+        self._clear()
+
+    def wrap(self, callback):
+        """``callback`` for on_step, with the status line cleared before it prints."""
+        def on_step(step):
+            with self.lock:
+                self._clear()
+                self.since = time.monotonic()
+            callback(step)
+        return on_step
+
+    def _clear(self):
+        if self.bar is not None:
+            self.bar.render_finish()
+            self.bar = None
+        if self.shown:
+            click.echo("\r\x1b[K", nl=False, err=True)
+            self.shown = False
+
+    def _watch(self):
+        try:
+            while not self.done.wait(self.POLL):
+                if time.monotonic() - self.since >= self.AFTER:
+                    self._show()
+        except BitlootError:  # only a display: never fail the migration for it
+            pass
+        except Exception as exc:  # noqa: BLE001 - the same; logged for -v
+            logger.info("migration progress stopped: %r", exc)
+        finally:
+            self.database.close()  # this thread's connection
+
+    def _show(self):
+        build = None
+        if is_postgres(self.database):
+            build = self.database.execute_sql(_INDEX_PROGRESS).fetchone()
+        todo = migrating.pending(self.database, self.migrations_dir)
+        with self.lock:
+            if self.done.is_set():
+                return
+            seconds = time.monotonic() - self.since
+            name = todo[0] if todo else "the index builds"
+            if build is not None and build[4]:
+                # An index made inside the migration's transaction has no name yet for
+                # other sessions: then the step's name.
+                index, table, phase, blocks_done, blocks_total = build
+                label = f"{f'{index} on {table}' if index else name}: {phase}"
+                if self.bar is None or self.bar.length != blocks_total:
+                    self._clear()
+                    self.bar = click.progressbar(length=blocks_total, label=label,
+                                                 file=sys.stderr, show_percent=True)
+                self.bar.label = label
+                self.bar.update(blocks_done - self.bar.pos)
+                return
+            if self.bar is not None:
+                self._clear()
+            click.echo(f"\r\x1b[K{name}: running for {seconds:.0f}s ...", nl=False, err=True)
+            self.shown = True
 
 
 _REPAIRS = {

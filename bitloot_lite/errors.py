@@ -377,6 +377,8 @@ class TransactionLost(StorageError):
         super().__init__(operation, f"SQLite rolled back the enclosing transaction{after}: "
                                     "nothing in it was committed and nothing more will be; "
                                     "leave the block and retry the whole transaction")
+
+
 # --------------------------------------------------------------------------- migration files
 # (issue 11: the user's migrations beside the shipped ones, and what a migration file must hold)
 
@@ -425,3 +427,47 @@ class IrreversibleMigration(MigrationError):
             "nothing was rolled back. Write a rollback() that undoes it (or, if undoing it "
             'needs nothing, declare ROLLBACK = "noop" in the file)'
         )
+
+
+# -- local prototyping (bitloot_lite.local: demo, copy) ------------------------------------
+
+
+class DatabaseNotEmpty(BitlootError):
+    """A command that fills a database found rows in ``table`` and would not mix them
+    with its own (the demo: ``append=True``; a copy: ``replace=True``)."""
+
+    def __init__(self, table, hint="append to it knowingly (--append)"):
+        self.table = table
+        super().__init__(f"the database is not empty ({table} has rows): {hint}")
+
+
+class NotMigrated(MigrationError):
+    """The database has pending migrations (``pending``, in order): migrate it first."""
+
+    def __init__(self, pending):
+        self.pending = list(pending)
+        super().__init__(f"the database is not migrated ({len(self.pending)} pending, first "
+                         f"{self.pending[0]}): run `bitloot-lite migrate` first")
+
+
+class SourceAhead(MigrationError):
+    """The source database has migrations applied that this version does not know
+    (``unknown``): copying it would lose or mangle what they changed."""
+
+    def __init__(self, unknown):
+        self.unknown = list(unknown)
+        super().__init__(f"the source has migrations this version does not know "
+                         f"({', '.join(self.unknown)}): upgrade bitloot-lite first")
+
+
+class CopyMismatch(BitlootError):
+    """After a copy, ``table`` differs between source and destination (``source`` and
+    ``destination``: (rows, checksum) of each side)."""
+
+    def __init__(self, table, source, destination):
+        self.table = table
+        self.source = source
+        self.destination = destination
+        super().__init__(f"copy check failed on {table}: source has {source[0]} rows "
+                         f"(checksum {source[1][:12]}), destination {destination[0]} rows "
+                         f"(checksum {destination[1][:12]})")
