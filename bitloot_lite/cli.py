@@ -326,18 +326,25 @@ def sql(database, where, migrations_dir, to, rollback_steps):
 
 
 @cli.command()
+@click.option("--models", "models", metavar="MODULE",
+              help="Your models module (dotted name or .py file): compare its models too.")
 @_common(error_exit=2)
-def check(database, where, migrations_dir):
-    """Compare the live database with the models and docs/SCHEMA.md.
+def check(database, where, migrations_dir, models):
+    """Compare the live database with the schema its migrations build, and the models.
 
+    The expected schema is replayed on a scratch database of the same backend
+    (on PostgreSQL, a database of its own: the role needs CREATEDB). With
+    --models, your models are compared with the live database and with the
+    migrations: a model changed without a migration is a difference.
     Exit code 0 when they match, 1 with one line per difference when they
     drift, 2 on error.
 
     \b
     Example:
         bitloot-lite check --database postgresql://app@db/bitloot
+        bitloot-lite check --models myshop.models --migrations myshop/migrations
     """
-    differences, notes = migrating.check(database, migrations_dir)
+    differences, notes = migrating.check(database, migrations_dir, models=models)
     for note in notes:
         _say(f"note: {note}")
     if differences:

@@ -303,3 +303,34 @@ class DatabaseBusy(StorageError):
 
 def _value(status):
     return getattr(status, "value", status)
+
+
+# -- issue 11 (h11b): check, sql, new, lint ---------------------------------------------
+
+
+class ScratchUnavailable(MigrationError):
+    """The scratch database ``name`` that ``check`` replays the migrations on could not be
+    made (``reason``): on PostgreSQL the role needs the CREATEDB privilege."""
+
+    def __init__(self, name, reason):
+        self.name = name
+        self.reason = reason
+        super().__init__(f"cannot create the scratch database {name} that check replays the "
+                         f"migrations on (the role needs CREATEDB): {reason}")
+
+
+class ModelsNotFound(ConfigurationError):
+    """``--models MODULE`` could not be imported (``reason``: the first line of the error)."""
+
+    def __init__(self, module, reason):
+        self.module = module
+        self.reason = reason
+        super().__init__(f"cannot import the models module {module!r}: {reason}")
+
+
+class LinterUnavailable(ConfigurationError):
+    """squawk (PyPI squawk-cli, the ``lint`` extra) is not installed."""
+
+    def __init__(self):
+        super().__init__("squawk is not installed: pip install 'bitloot-lite[lint]' "
+                         "(PyPI squawk-cli)")
