@@ -18,20 +18,22 @@ import time
 
 import click
 
-from . import migrating
-from .db import is_sqlite, mask_url, open_database, redact, resolve_url, url_secrets
+from . import migrating, offline
+from .db import is_postgres, mask_url, open_database, redact, resolve_url, url_secrets
 from .errors import BitlootError
 
 logger = logging.getLogger("bitloot_lite.cli")
 
 
-def _common(command=None, *, error_exit=1):
+def _common(command=None, *, error_exit=1, needs_database=None):
     """--database, --migrations, -v and -q, shared by every command.
 
     A BitlootError exits with ``error_exit`` (1, or 2 where 1 means something else).
+    ``needs_database(kwargs)``: False where this call opens no database (``sql
+    --offline``, ``new``); the command then gets None for it.
     """
     if command is None:
-        return functools.partial(_common, error_exit=error_exit)
+        return functools.partial(_common, error_exit=error_exit, needs_database=needs_database)
 
     @click.option(
         "--database", "url", envvar="DATABASE_URL", metavar="URL",
@@ -51,6 +53,8 @@ def _common(command=None, *, error_exit=1):
         secrets = url_secrets(url)
         with _logging_to_stderr(verbose, secrets):
             try:
+                if needs_database is not None and not needs_database(kwargs):
+                    return command(None, mask_url(url), migrations_dir, **kwargs)
                 database = open_database(url)
                 try:
                     return command(database, mask_url(url), migrations_dir, **kwargs)
@@ -276,53 +280,55 @@ def status(database, where, migrations_dir, as_json, allow_edited):
 
 
 @cli.command()
-@click.option("--to", "to", metavar="NAME", help="Preview migrating up to this migration.")
+@click.option("--to", "to", metavar="NAME", help="Up to and including this migration.")
+@click.option("--from", "start", metavar="NAME",
+              help="From this migration on, applied or not (rendered as on an empty database "
+                   "with the earlier ones applied; the live database is not touched).")
 @click.option("--rollback", "rollback_steps", type=click.IntRange(min=1), metavar="N",
-              help="Preview rolling back N migrations instead.")
-@_exclusive("to", "rollback_steps")
-@_common
-def sql(database, where, migrations_dir, to, rollback_steps):
-    """Print the SQL that migrate (or rollback --steps N) would run; change nothing.
+              help="The rollback of N migrations instead.")
+@click.option("--offline", "offline_only", is_flag=True,
+              help="Open no database: render for --backend (or the URL's backend).")
+@click.option("--backend", type=click.Choice(offline.BACKENDS), default=None,
+              help="With --offline: the backend to render for [default: the URL's].")
+@click.option("--json", "as_json", is_flag=True, help="Print the statement list as JSON.")
+@_exclusive("start", "rollback_steps")
+@_common(needs_database=lambda kwargs: not kwargs["offline_only"])
+def sql(database, where, migrations_dir, to, start, rollback_steps, offline_only, backend,
+        as_json):
+    """Print the SQL that migrate (or rollback --steps N) would run, as a runnable script.
 
-    The statements are run in a transaction that is rolled back, so they are
-    exactly the ones this backend would run; the database, its history
-    table included, is left as it was. Reads are left out.
+    Values are inlined and the history rows included, in the transactions
+    migrate uses, so the output runs as-is in psql (-v ON_ERROR_STOP=1) or
+    sqlite3 and gives the same schema and history. On a live database the
+    pending migrations are run in a transaction that is rolled back: the
+    database, its history table included, is left as it was. --from (any
+    range, applied ones included) and --offline render them without touching
+    the database; --offline needs none at all.
 
     \b
     Example:
         bitloot-lite sql > pending.sql
         bitloot-lite sql --rollback 1
+        bitloot-lite sql --offline --backend postgres > all.sql
+        bitloot-lite sql --from 004_orders_status_enum --to 005_add_keys_reservation
     """
-    steps = migrating.preview(database, to=to, migrations_dir=migrations_dir,
-                              rollback_steps=rollback_steps)
-    if not steps:
+    if database is None or start is not None:
+        if database is not None:
+            backend = "postgres" if is_postgres(database) else "sqlite"
+        backend = backend or ("postgres" if where.startswith("postgres") else "sqlite")
+        where = f"an empty {backend} database"
+        blocks = offline.blocks(backend, migrations_dir, start=start, end=to,
+                                rollback_steps=rollback_steps)
+    else:
+        backend = "postgres" if is_postgres(database) else "sqlite"
+        blocks = offline.from_preview(migrating.preview(
+            database, to=to, migrations_dir=migrations_dir, rollback_steps=rollback_steps))
+    if as_json:
+        _say(json.dumps(offline.as_json(blocks, backend), indent=2))
+    elif not blocks:
         _say(f"-- nothing to {'roll back' if rollback_steps else 'migrate'} on {where}")
-    # migrate turns SQLite's foreign keys off around each migration's transaction.
-    pragmas = is_sqlite(database)
-    for name, direction, statements in steps:
-        _say(f"-- {direction} {name}")
-        if direction == "adopt":
-            _say("-- recorded as applied from the TypeORM history; not run")
-            _say()
-            continue
-        if direction == "after commit":
-            _say("-- outside any transaction (CONCURRENTLY)")
-            for statement, _params in statements:
-                _say(f"{statement.strip()};")
-            _say()
-            continue
-        if pragmas:
-            _say("PRAGMA foreign_keys = OFF;")
-        _say("BEGIN;")
-        for statement, params in statements:
-            text = statement.strip().rstrip(";")
-            _say(f"{text};" + (f"  -- params: {[str(p) for p in params]}" if params else ""))
-        if pragmas:
-            _say("PRAGMA foreign_key_check;")
-        _say("COMMIT;")
-        if pragmas:
-            _say("PRAGMA foreign_keys = ON;")
-        _say()
+    else:
+        click.echo(offline.text(blocks, backend), nl=False)
 
 
 @cli.command()
