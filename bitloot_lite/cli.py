@@ -382,5 +382,43 @@ def baseline(database, where, migrations_dir, to, lock_timeout):
     _say(f"{len(names)} migration(s) recorded as applied on {where}")
 
 
+@cli.command()
+@click.argument("name")
+@click.option("--auto", is_flag=True,
+              help="Write the difference between the models and the migrations.")
+@click.option("--models", "models", metavar="MODULE",
+              help="With --auto: your models module (dotted name or .py file) too.")
+@_common(needs_database=lambda kwargs: False)
+def new(database, where, migrations_dir, name, auto, models):
+    """Write the next migration, NNN_NAME.py, into your migrations folder (--migrations).
+
+    With --auto it holds the DDL for what the models (bitloot-lite's and those
+    of --models) declare and the migrations do not make: columns, indexes,
+    tables, type and nullability changes, for PostgreSQL and SQLite, with the
+    rollback of each. What cannot be written safely is a TODO entry, and the
+    migration refuses to run until it is edited. With no model change nothing
+    is written. Without --auto, an empty migration in the same format.
+
+    \b
+    Example:
+        bitloot-lite new orders_note --auto --models myshop.models --migrations myshop/migrations
+        bitloot-lite new backfill_totals --migrations myshop/migrations
+    """
+    from . import authoring  # only `new` needs the renderer
+
+    written = authoring.new_migration(name, migrations_dir, auto=auto, models=models)
+    if written.path is None:
+        _say("no changes: the models match what the migrations make; nothing written")
+        return
+    _say(f"wrote {written.path} ({len(written.changes)} change(s))")
+    for change in written.changes:
+        _say(f"  {change.describe()}")
+    for item in written.todo:
+        click.echo(f"TODO: {item}", err=True)
+    if written.todo:
+        click.echo(f"{written.name} refuses to run until its TODO list is empty: edit it",
+                   err=True)
+
+
 def main():
     cli(prog_name="bitloot-lite")

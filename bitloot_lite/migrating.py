@@ -255,23 +255,24 @@ def check(database, migrations_dir=None, models=None):
     live = schema.snapshot(database)
     differences += schema.compare(live, replay.built_schema(database, applied, migrations_dir),
                                   notes)
-    if models is not None:
-        from . import autogenerate  # the model comparison is only loaded when asked for
+    if models is None:
+        if not waiting:
+            for line in schema.compare_models(database, MODELS, live):
+                # A column of the user's migrations that no model declares: without
+                # --models that is the user's module's business, not drift.
+                (notes if " not declared by " in line else differences).append(
+                    f"{line} (declare it in a --models module to use it)"
+                    if " not declared by " in line else line)
+        return differences, notes
+    from . import autogenerate  # the model comparison is only loaded when asked for
 
-        all_models = autogenerate.models(models)
-        differences += [f"{change.describe()}: no migration makes it (see `bitloot-lite new "
-                        "--auto`)" for change in autogenerate.changes(
+    # The user's module extends our models for the comparison only.
+    with autogenerate.extended_models(models) as all_models:
+        differences += [f"{change.describe()}: no migration makes it (see `bitloot-lite "
+                        "new --auto`)" for change in autogenerate.changes(
                             database, all_models, migrations_dir, names=todo)]
-    else:
-        all_models = MODELS
-    if not waiting:
-        for line in schema.compare_models(database, all_models, live):
-            # A column of the user's migrations that no model declares: without
-            # --models that is the user's module's business, not drift.
-            if models is None and " not declared by " in line:
-                notes.append(f"{line} (declare it in a --models module to use it)")
-            else:
-                differences.append(line)
+        if not waiting:
+            differences += schema.compare_models(database, all_models, live)
     return differences, notes
 
 

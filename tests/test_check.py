@@ -93,3 +93,29 @@ def test_check_on_postgresql_without_createdb_says_what_it_needs(db_url):
             database.execute_sql(f'REVOKE ALL ON ALL TABLES IN SCHEMA public FROM "{role}"')
             database.execute_sql(f'REVOKE ALL ON DATABASE "{name}" FROM "{role}"')
             database.execute_sql(f'DROP ROLE "{role}"')
+
+
+def test_check_models_reports_a_model_extended_without_a_migration(db_url, folder, tmp_path):
+    shop = tmp_path / "shop_models.py"
+    shop.write_text(
+        "import peewee as pw\n"
+        "from bitloot_lite.models import Order\n"
+        'Order._meta.add_field("note", pw.TextField(null=True))\n', encoding="utf-8")
+    args = ("--database", db_url, "--migrations", folder)
+    assert run_cli("migrate", "-q", *args).exit_code == 0
+
+    result = run_cli("check", "--models", shop, *args)
+
+    assert result.exit_code == 1, result.output
+    assert result.stdout.splitlines() == [
+        "add column orders.note: no migration makes it (see `bitloot-lite new --auto`)",
+        "column orders.note of Order.note missing",
+    ]
+    # Without the module, bitloot-lite's own models match.
+    assert run_cli("check", *args).exit_code == 0
+
+    # With the migration the module needs, it passes.
+    write(folder, next_name("orders_note"), NOTE_MIGRATION)
+    assert run_cli("migrate", "-q", *args).exit_code == 0
+    passed = run_cli("check", "--models", shop, *args)
+    assert passed.exit_code == 0, passed.output
