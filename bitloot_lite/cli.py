@@ -61,11 +61,15 @@ def _common(command=None, *, error_exit=1, needs_database=None):
                 finally:
                     database.close()
             except BitlootError as exc:
+                # One line, plus the list of a refusal's reasons ("  - ...": AdoptionError's
+                # differences, InvalidMigrationFiles' files), all of them and not only
+                # under -v. A driver's extra lines (PostgreSQL's LINE 1 and caret) with -v.
                 message = redact(str(exc), secrets)
-                lines = [line.strip() for line in message.splitlines() if line.strip()]
-                if len(lines) > 1:
+                lines = [line.rstrip() for line in message.splitlines() if line.strip()]
+                shown = lines[:1] + [line for line in lines[1:] if line.startswith("  - ")]
+                if len(shown) < len(lines):
                     logger.info("%s", message)  # the full text, with -v
-                error = click.ClickException(lines[0] if lines else type(exc).__name__)
+                error = click.ClickException("\n".join(shown) or type(exc).__name__)
                 error.exit_code = error_exit
                 raise error from None
 

@@ -305,6 +305,55 @@ def _value(status):
     return getattr(status, "value", status)
 
 
+# --------------------------------------------------------------------------- migration files
+# (issue 11: the user's migrations beside the shipped ones, and what a migration file must hold)
+
+
+class InvalidMigrationFiles(MigrationError):
+    """The migrations folders hold files that cannot be run as they are.
+
+    ``problems`` lists one line per offending file (misnamed, a duplicate number,
+    a name colliding with a shipped migration, numbered before the shipped ones).
+    """
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        listed = "".join(f"\n  - {line}" for line in self.problems)
+        super().__init__(f"{len(self.problems)} problem(s) with the migration files, "
+                         f"nothing was run:{listed}")
+
+
+class InvalidMigration(MigrationError):
+    """Migration ``name`` (file ``path``) cannot be loaded: ``reason`` (with ``line``, if known).
+
+    Raised before anything is applied or recorded.
+    """
+
+    def __init__(self, name, path, reason, line=None):
+        self.name = name
+        self.path = path
+        self.reason = reason
+        self.line = line
+        where = f"{path}, line {line}" if line else f"{path}"
+        super().__init__(f"migration {name} ({where}) cannot be loaded: {reason}")
+
+
+class IrreversibleMigration(MigrationError):
+    """Migration ``name`` has no ``rollback``: it cannot be undone (Django's IrreversibleError).
+
+    Raised before anything is undone. A migration whose undoing needs no SQL says so
+    with ``ROLLBACK = "noop"``.
+    """
+
+    def __init__(self, name, path=None):
+        self.name = name
+        self.path = path
+        super().__init__(
+            f"migration {name} is irreversible: {path or 'its file'} defines no rollback(); "
+            "nothing was rolled back. Write a rollback() that undoes it (or, if undoing it "
+            'needs nothing, declare ROLLBACK = "noop" in the file)'
+        )
+
 # -- issue 11 (h11b): check, sql, new, lint ---------------------------------------------
 
 

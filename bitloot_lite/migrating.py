@@ -33,11 +33,14 @@ from .runner import (
     Router,
     SqliteForeignKeysOff,
     default_migrations_dir,
+    migration_files,
+    shipped_migrations_dir,
 )
 
 __all__ = [
     "DDL_LOCK_TIMEOUT", "HISTORY_TABLE", "MigrationState", "Step", "baseline", "check",
-    "default_migrations_dir", "migrate", "pending", "preview", "rollback", "status",
+    "default_migrations_dir", "migrate", "migration_files", "pending", "preview", "rollback",
+    "shipped_migrations_dir", "status",
 ]
 
 logger = logging.getLogger("bitloot_lite.migrating")
@@ -104,8 +107,7 @@ def migrate(database, to=None, migrations_dir=None, *, lock_timeout=None,
     """
     router = Router(database, migrations_dir, ddl_lock_timeout)
     todo = router.todo
-    if to is not None and to not in todo:
-        raise UnknownMigration(to, todo)
+    to = None if to is None else router.resolve(to)
     with migration_lock(database, lock_timeout, on_wait):
         history = router.history()
         if not history:
@@ -131,6 +133,8 @@ def rollback(database, steps=1, to=None, migrations_dir=None, *, lock_timeout=No
     with migration_lock(database, lock_timeout, on_wait):
         history = router.history()
         _edited(router, todo, history, allow_edited)
+        if to is not None and to not in history:
+            to = router.resolve(to)
         plan = _rollback_plan(list(history), todo, steps, to)
         return _run(router, plan, on_step, downgrade=True)
 
@@ -144,8 +148,7 @@ def baseline(database, to, migrations_dir=None, *, lock_timeout=None, on_step=No
     """
     router = Router(database, migrations_dir)
     todo = router.todo
-    if to not in todo:
-        raise UnknownMigration(to, todo)
+    to = router.resolve(to)
     names = todo[: todo.index(to) + 1]
     with migration_lock(database, lock_timeout, on_wait):
         if router.history():
@@ -173,8 +176,7 @@ def preview(database, to=None, migrations_dir=None, *, rollback_steps=None,
     router = Router(database, migrations_dir, ddl_lock_timeout)
     router.previewing = True
     todo = router.todo
-    if to is not None and to not in todo:
-        raise UnknownMigration(to, todo)
+    to = None if to is None else router.resolve(to)
     result = []
     keys_off = SqliteForeignKeysOff(database) if is_sqlite(database) else contextlib.nullcontext()
     with (

@@ -7,6 +7,7 @@ import hashlib
 import importlib.resources
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -20,6 +21,7 @@ from . import validating as check
 from .db import is_postgres, is_sqlite, unwrap
 from .errors import (
     ConfigurationError,
+    InvalidMigrationFiles,
     MigrationFailed,
     MigrationsNotFound,
     UnknownMigration,
@@ -36,12 +38,103 @@ logger = logging.getLogger("bitloot_lite.migrating")
 DDL_LOCK_TIMEOUT = 5.0
 
 
-def default_migrations_dir():
-    """$BITLOOT_MIGRATIONS_DIR, else the migrations shipped inside the package."""
-    configured = os.environ.get("BITLOOT_MIGRATIONS_DIR")
-    if configured:
-        return Path(configured)
+#: A migration file's name: a three-digit number, an underscore, a name.
+MIGRATION_FILE = re.compile(r"^(?P<number>\d{3})_(?P<name>[A-Za-z0-9_]+)\.py$")
+
+
+def shipped_migrations_dir() -> Path:
+    """The migrations shipped inside the package (in a clone: the top-level migrations/).
+
+    $BITLOOT_SHIPPED_MIGRATIONS_DIR replaces them with an edited copy: for the
+    tests and benchmarks of the shipped migrations themselves, never a deployment.
+    """
+    replaced = os.environ.get("BITLOOT_SHIPPED_MIGRATIONS_DIR")
+    if replaced:
+        return Path(replaced)
     return Path(str(importlib.resources.files("bitloot_lite.migrations")))
+
+
+def default_migrations_dir() -> Path:
+    """The shipped migrations' folder (kept for callers of earlier versions)."""
+    return shipped_migrations_dir()
+
+
+def user_migrations_dir(migrations_dir: str | os.PathLike | None = None) -> Path | None:
+    """The user's own migrations folder: ``migrations_dir``, else $BITLOOT_MIGRATIONS_DIR.
+
+    None when neither is set. Its migrations run after the shipped ones.
+    """
+    if migrations_dir is not None and not isinstance(migrations_dir, (str, os.PathLike)):
+        raise ValidationError("migrations_dir", migrations_dir,
+                              f"must be a path, not {type(migrations_dir).__name__}")
+    configured = migrations_dir or os.environ.get("BITLOOT_MIGRATIONS_DIR")
+    return Path(configured) if configured else None
+
+
+def _scan(folder: Path, problems: list[str]) -> list[tuple[str, Path]]:
+    """(name, path) of the migration files in ``folder``; misnamed ones added to ``problems``."""
+    found = []
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.suffix != ".py" or path.name == "__init__.py":
+            continue  # __pycache__, notes, the package's own __init__
+        if MIGRATION_FILE.match(path.name):
+            found.append((path.stem, path))
+        else:
+            problems.append(f"{path}: not a migration file name (NNN_name.py, e.g. "
+                            "006_orders_note.py: three digits, an underscore, letters, "
+                            "digits or underscores)")
+    return found
+
+
+def migration_files(migrations_dir: str | os.PathLike | None = None) -> list[tuple[str, Path]]:
+    """Every migration, in the order they run, as (name, path): the shipped ones, then the
+    user's (``migrations_dir``, else $BITLOOT_MIGRATIONS_DIR), numbered after them.
+
+    Reads no database. Raises MigrationsNotFound if the shipped folder is
+    missing or empty or the user's folder is missing (an empty one adds nothing),
+    and InvalidMigrationFiles, naming every offending file, for a file not named
+    NNN_name.py, two files with one number, or a user's file that collides with
+    or does not come after the shipped ones.
+    """
+    shipped_dir = shipped_migrations_dir()
+    if not shipped_dir.is_dir():
+        raise MigrationsNotFound(shipped_dir)
+    problems: list[str] = []
+    shipped = _scan(shipped_dir, problems)
+    if not shipped and not problems:
+        raise MigrationsNotFound(shipped_dir)
+    user_dir = user_migrations_dir(migrations_dir)
+    users: list[tuple[str, Path]] = []
+    if user_dir is not None:
+        if not user_dir.is_dir():
+            raise MigrationsNotFound(user_dir)
+        if user_dir.resolve() != shipped_dir.resolve():  # `--migrations migrations` in a clone
+            users = _scan(user_dir, problems)
+    shipped_paths = {name: path for name, path in shipped}
+    shipped_numbers = {int(name[:3]): path for name, path in shipped}
+    last = max(shipped_numbers, default=0)
+    for name, path in users:
+        number = int(name[:3])
+        if name in shipped_paths:
+            problems.append(f"{path}: has the name of the shipped migration "
+                            f"{shipped_paths[name]}; number it after {last:03d}")
+        elif number <= last:
+            clash = f" (like {shipped_numbers[number]})" if number in shipped_numbers else ""
+            problems.append(f"{path}: numbered {number:03d}{clash}, but the shipped migrations "
+                            f"go up to {last:03d}; a user's migration comes after them "
+                            f"(from {last + 1:03d})")
+    # Two files of one folder with one number (across folders, reported above).
+    for found in (shipped, [(n, p) for n, p in users if int(n[:3]) > last]):
+        by_number: dict[int, list[Path]] = {}
+        for name, path in found:
+            by_number.setdefault(int(name[:3]), []).append(path)
+        for number, paths in sorted(by_number.items()):
+            if len(paths) > 1:
+                problems.append(f"number {number:03d} is used by more than one migration: "
+                                + ", ".join(str(path) for path in paths))
+    if problems:
+        raise InvalidMigrationFiles(problems)
+    return shipped + users
 
 
 @dataclass(frozen=True)
@@ -71,12 +164,11 @@ class Router(_Router):
         if not isinstance(unwrap(database), pw.Database):
             raise ConfigurationError(f"expected a connected peewee Database (see "
                                      f"bitloot_lite.connect), not {type(database).__name__}")
-        if migrate_dir is not None and not isinstance(migrate_dir, (str, os.PathLike)):
-            raise ValidationError("migrations_dir", migrate_dir,
-                                  f"must be a path, not {type(migrate_dir).__name__}")
         ddl_lock_timeout = check.seconds("ddl_lock_timeout", ddl_lock_timeout)
-        migrate_dir = Path(migrate_dir) if migrate_dir else default_migrations_dir()
-        super().__init__(database, migrate_dir=migrate_dir, migrate_table=HISTORY_TABLE)
+        #: The user's folder (None: only the shipped migrations); see migration_files.
+        self.user_dir = user_migrations_dir(migrate_dir)
+        super().__init__(database, migrate_dir=shipped_migrations_dir(),
+                         migrate_table=HISTORY_TABLE)
         self.ddl_lock_timeout = ddl_lock_timeout
         #: Set by the SQL preview, which runs every step inside one transaction it
         #: rolls back, with foreign keys already off.
@@ -104,16 +196,15 @@ class Router(_Router):
     def _has_checksums(self):
         return any(c.name == "checksum" for c in self.database.get_columns(HISTORY_TABLE))
 
+    @cached_property
+    def files(self) -> dict[str, Path]:
+        """{name: path} of every migration, in order: the shipped ones, then the user's."""
+        return dict(migration_files(self.user_dir))
+
     @property
-    def todo(self):
-        if not self.migrate_dir.is_dir():
-            raise MigrationsNotFound(self.migrate_dir)
-        names = sorted(
-            path.stem for path in self.migrate_dir.iterdir() if self.filemask.match(path.name)
-        )
-        if not names:
-            raise MigrationsNotFound(self.migrate_dir)
-        return names
+    def todo(self) -> list[str]:
+        """Every migration's name, in order, across both folders."""
+        return list(self.files)
 
     @property
     def done(self):
@@ -129,11 +220,23 @@ class Router(_Router):
         )
         return {name: Applied(_aware(at), digest) for name, at, digest in cursor.fetchall()}
 
-    def path(self, name):
-        path = self.migrate_dir / f"{name}.py"
-        if not path.is_file():
+    def path(self, name: str) -> Path:
+        """The file of migration ``name``, in either folder (UnknownMigration if none)."""
+        path = self.files.get(name)
+        if path is None or not path.is_file():
             raise UnknownMigration(name, self.todo)
         return path
+
+    def resolve(self, name: str) -> str:
+        """A migration's full name from its full name or its number ("006", "6")."""
+        if name in self.files:
+            return name
+        text = str(name).strip()
+        if text.isdigit():
+            matches = [full for full in self.files if int(full[:3]) == int(text)]
+            if len(matches) == 1:
+                return matches[0]
+        raise UnknownMigration(name, self.todo)
 
     def checksum(self, name):
         """sha256 of the migration file's bytes."""

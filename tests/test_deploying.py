@@ -204,12 +204,22 @@ def with_password(url, password="hunter2"):
 
 
 @pytest.fixture
-def migrations_copy(tmp_path):
-    """A copy of the real migrations, to edit, remove or add files in."""
+def migrations_copy(tmp_path, monkeypatch):
+    """A copy of the shipped migrations in their place, to edit, remove or add files in:
+    a clone whose migrations/ a developer edits ($BITLOOT_SHIPPED_MIGRATIONS_DIR)."""
     folder = tmp_path / "migrations"
     folder.mkdir()
     for path in MIGRATIONS_DIR.glob("0*.py"):
         shutil.copy(path, folder)
+    monkeypatch.setenv("BITLOOT_SHIPPED_MIGRATIONS_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def user_migrations(tmp_path):
+    """An empty folder for a user's own migrations (``--migrations``), run after the shipped."""
+    folder = tmp_path / "my_migrations"
+    folder.mkdir()
     return folder
 
 
@@ -217,8 +227,8 @@ def sha256_of(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-EXTRA_006 = '''\
-"""006_create_extras: a throwaway table, after the real migrations."""
+EXTRA_900 = '''\
+"""900_create_extras: a throwaway table, after the real migrations."""
 
 
 def migrate(migrator, database, *, fake=False):
@@ -230,8 +240,8 @@ def rollback(migrator, database, *, fake=False):
 '''
 
 #: Valid DDL and a data change first, then a statement that fails.
-HALF_DONE_006 = '''\
-"""006_half_done: changes things, then fails."""
+HALF_DONE_900 = '''\
+"""900_half_done: changes things, then fails."""
 
 
 def migrate(migrator, database, *, fake=False):
@@ -247,8 +257,8 @@ def rollback(migrator, database, *, fake=False):
 '''
 
 #: Applies fine; its rollback changes things, then fails.
-BAD_ROLLBACK_006 = '''\
-"""006_bad_rollback: a rollback that changes things, then fails."""
+BAD_ROLLBACK_900 = '''\
+"""900_bad_rollback: a rollback that changes things, then fails."""
 
 
 def migrate(migrator, database, *, fake=False):
@@ -262,8 +272,8 @@ def rollback(migrator, database, *, fake=False):
 '''
 
 #: Records the lock_timeout its own statements run with (PostgreSQL).
-PROBE_006 = '''\
-"""006_probe_lock_timeout: records current_setting('lock_timeout')."""
+PROBE_900 = '''\
+"""900_probe_lock_timeout: records current_setting('lock_timeout')."""
 
 
 def migrate(migrator, database, *, fake=False):
@@ -821,7 +831,7 @@ def test_the_sqlite_lock_is_a_file_beside_the_database(db_url):
 
 
 def test_the_history_records_each_files_sha256(db_url, migrations_copy):
-    ok("migrate", "-q", "--migrations", migrations_copy, "--database", db_url)
+    ok("migrate", "-q", "--database", db_url)
     with opened(db_url) as database:
         rows = fetch(database, f'SELECT "name", "checksum" FROM "{HISTORY_TABLE}" ORDER BY "id"')
     assert [name for name, _ in rows] == MIGRATIONS
@@ -831,7 +841,7 @@ def test_the_history_records_each_files_sha256(db_url, migrations_copy):
 
 
 def test_an_applied_migration_edited_since_is_caught(db_url, migrations_copy):
-    where = ["--migrations", migrations_copy, "--database", db_url]
+    where = ["--database", db_url]
     ok("migrate", "-q", "--to", "003_create_webhook_logs", *where)
     edited = migrations_copy / "002_create_payments.py"
     original = edited.read_bytes()
@@ -855,9 +865,9 @@ def test_an_applied_migration_edited_since_is_caught(db_url, migrations_copy):
     # The library says which one.
     with opened(db_url) as database:
         for call in (
-            lambda: status(database, migrations_copy),
-            lambda: migrate(database, migrations_dir=migrations_copy),
-            lambda: rollback(database, migrations_dir=migrations_copy),
+            lambda: status(database),
+            lambda: migrate(database),
+            lambda: rollback(database),
         ):
             with pytest.raises(EditedMigration) as info:
                 call()
@@ -889,7 +899,7 @@ def test_an_applied_migration_edited_since_is_caught(db_url, migrations_copy):
 
 
 def test_editing_a_pending_migration_is_fine(db_url, migrations_copy):
-    where = ["--migrations", migrations_copy, "--database", db_url]
+    where = ["--database", db_url]
     ok("migrate", "-q", "--to", "003_create_webhook_logs", *where)
     pending_file = migrations_copy / "004_orders_status_enum.py"
     with pending_file.open("a") as handle:
@@ -910,11 +920,11 @@ def test_editing_a_pending_migration_is_fine(db_url, migrations_copy):
 # === 6. order ===================================================================================
 
 
-@pytest.mark.parametrize("with_later", [False, True], ids=["alone", "with-a-later-006"])
+@pytest.mark.parametrize("with_later", [False, True], ids=["alone", "with-a-later-900"])
 def test_a_pending_migration_older_than_the_newest_applied_is_refused(
     db_url, migrations_copy, with_later
 ):
-    where = ["--migrations", migrations_copy, "--database", db_url]
+    where = ["--database", db_url]
     late = migrations_copy / "003_create_webhook_logs.py"
     late_text = late.read_bytes()
     late.unlink()
@@ -922,7 +932,7 @@ def test_a_pending_migration_older_than_the_newest_applied_is_refused(
     assert applied(db_url) == [name for name in MIGRATIONS if name != MIGRATIONS[2]]
     late.write_bytes(late_text)
     if with_later:
-        (migrations_copy / "006_create_extras.py").write_text(EXTRA_006)
+        (migrations_copy / "900_create_extras.py").write_text(EXTRA_900)
     before = full_state(db_url)
 
     result = fails(1, "migrate", *where)
@@ -930,16 +940,16 @@ def test_a_pending_migration_older_than_the_newest_applied_is_refused(
     assert "003_create_webhook_logs" in result.stderr
     assert "--allow-out-of-order" in result.stderr
     assert result.stdout == ""
-    assert full_state(db_url) == before  # refused before applying anything (006 included)
+    assert full_state(db_url) == before  # refused before applying anything (900 included)
     assert "extras" not in tables(db_url)
     with opened(db_url) as database, pytest.raises(OutOfOrder) as info:
-        migrate(database, migrations_dir=migrations_copy)
+        migrate(database)
     assert info.value.names == ["003_create_webhook_logs"]
     assert info.value.newest == "005_add_keys_reservation"
 
     result = ok("migrate", "--allow-out-of-order", *where)
 
-    expected = ["003_create_webhook_logs"] + (["006_create_extras"] if with_later else [])
+    expected = ["003_create_webhook_logs"] + (["900_create_extras"] if with_later else [])
     assert steps(result.stdout) == [("applied", name) for name in expected]
     assert sorted(applied(db_url)) == sorted(MIGRATIONS + expected[1:])
     assert all(count == 1 for count in history_counts(db_url).values())
@@ -950,7 +960,7 @@ def test_a_pending_migration_older_than_the_newest_applied_is_refused(
 
 
 def test_status_lists_an_out_of_order_migration_as_pending(db_url, migrations_copy):
-    where = ["--migrations", migrations_copy, "--database", db_url]
+    where = ["--database", db_url]
     late = migrations_copy / "003_create_webhook_logs.py"
     late_text = late.read_bytes()
     late.unlink()
@@ -1038,10 +1048,10 @@ def test_a_rollback_gives_up_after_the_lock_timeout_too(db_url, database):
 
 
 @postgres_only
-def test_migrations_run_with_the_configured_lock_timeout(db_url, migrations_copy):
+def test_migrations_run_with_the_configured_lock_timeout(db_url, user_migrations):
     assert 1 <= DDL_LOCK_TIMEOUT <= 30  # "a few seconds"
-    (migrations_copy / "006_probe_lock_timeout.py").write_text(PROBE_006)
-    where = ["--migrations", migrations_copy, "--database", db_url]
+    (user_migrations / "900_probe_lock_timeout.py").write_text(PROBE_900)
+    where = ["--migrations", user_migrations, "--database", db_url]
 
     def probed():
         with opened(db_url) as database:
@@ -1054,17 +1064,17 @@ def test_migrations_run_with_the_configured_lock_timeout(db_url, migrations_copy
     assert probed() == "500ms"
 
 
-def test_a_migration_that_fails_midway_leaves_everything_as_it_was(db_url, migrations_copy):
-    where = ["--migrations", migrations_copy, "--database", db_url]
+def test_a_migration_that_fails_midway_leaves_everything_as_it_was(db_url, user_migrations):
+    where = ["--migrations", user_migrations, "--database", db_url]
     ok("migrate", "-q", *where)
     insert_order(db_url)
-    (migrations_copy / "006_half_done.py").write_text(HALF_DONE_006)
+    (user_migrations / "900_half_done.py").write_text(HALF_DONE_900)
     before = full_state(db_url)
 
     result = fails(1, "migrate", *where)
 
     message = result.stderr.splitlines()[-1]
-    assert "006_half_done" in message
+    assert "900_half_done" in message
     assert "failed" in message and "undone" in message
     assert "no_such_table" in message  # the cause
     assert full_state(db_url) == before
@@ -1072,40 +1082,40 @@ def test_a_migration_that_fails_midway_leaves_everything_as_it_was(db_url, migra
     assert applied(db_url) == MIGRATIONS
 
     with opened(db_url) as database, pytest.raises(MigrationFailed) as info:
-        migrate(database, migrations_dir=migrations_copy)
-    assert info.value.name == "006_half_done"
+        migrate(database, migrations_dir=user_migrations)
+    assert info.value.name == "900_half_done"
     assert info.value.direction == "migrate"
     assert full_state(db_url) == before
     ok("check", "--database", db_url)
 
 
-def test_a_migration_that_fails_after_others_keeps_those_others(db_url, migrations_copy):
-    """Each migration is its own transaction: 004 and 005 stay applied when 006 fails."""
-    where = ["--migrations", migrations_copy, "--database", db_url]
+def test_a_migration_that_fails_after_others_keeps_those_others(db_url, user_migrations):
+    """Each migration is its own transaction: 004 and 005 stay applied when 900 fails."""
+    where = ["--migrations", user_migrations, "--database", db_url]
     ok("migrate", "-q", "--to", "003_create_webhook_logs", *where)
-    (migrations_copy / "006_half_done.py").write_text(HALF_DONE_006)
+    (user_migrations / "900_half_done.py").write_text(HALF_DONE_900)
 
     result = fails(1, "migrate", *where)
 
     assert steps(result.stdout) == [("applied", name) for name in MIGRATIONS[3:]]
-    assert "006_half_done" in result.stderr.splitlines()[-1]
+    assert "900_half_done" in result.stderr.splitlines()[-1]
     assert applied(db_url) == MIGRATIONS
     ok("check", "--database", db_url)
 
 
-def test_a_rollback_that_fails_midway_leaves_everything_as_it_was(db_url, migrations_copy):
-    where = ["--migrations", migrations_copy, "--database", db_url]
-    (migrations_copy / "006_bad_rollback.py").write_text(BAD_ROLLBACK_006)
+def test_a_rollback_that_fails_midway_leaves_everything_as_it_was(db_url, user_migrations):
+    where = ["--migrations", user_migrations, "--database", db_url]
+    (user_migrations / "900_bad_rollback.py").write_text(BAD_ROLLBACK_900)
     ok("migrate", "-q", *where)
     before = full_state(db_url)
 
     result = fails(1, "rollback", *where)
 
     message = result.stderr.splitlines()[-1]
-    assert "006_bad_rollback" in message and "rollback" in message
+    assert "900_bad_rollback" in message and "rollback" in message
     assert full_state(db_url) == before
     assert {"extras", "keys"} <= tables(db_url)
-    assert applied(db_url) == [*MIGRATIONS, "006_bad_rollback"]
+    assert applied(db_url) == [*MIGRATIONS, "900_bad_rollback"]
 
 
 # === 9. output ==================================================================================
@@ -1197,7 +1207,7 @@ def _password_urls(url):
 
 @postgres_only
 @pytest.mark.parametrize("form", ["userinfo", "query"])
-def test_the_password_is_never_printed_nor_logged(db_url, migrations_copy, form):
+def test_the_password_is_never_printed_nor_logged(db_url, user_migrations, form):
     url = _password_urls(db_url)[form]
     outputs = []
 
@@ -1223,9 +1233,9 @@ def test_the_password_is_never_printed_nor_logged(db_url, migrations_copy, form)
     command("migrate", *verbose, "--to", "no_such_migration", code=1)
     with opened(db_url) as holder, migration_lock(holder):
         command("migrate", "-v", "-v", "--lock-timeout", "0.2", code=1)
-    with open(migrations_copy / "006_half_done.py", "w") as handle:
-        handle.write(HALF_DONE_006)
-    command("migrate", "-v", "-v", "--migrations", migrations_copy, code=1)
+    with open(user_migrations / "900_half_done.py", "w") as handle:
+        handle.write(HALF_DONE_900)
+    command("migrate", "-v", "-v", "--migrations", user_migrations, code=1)
 
     leaks = [text for text in outputs if "hunter2" in text]
     assert leaks == [], leaks[0][:2000]

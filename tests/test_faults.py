@@ -93,9 +93,10 @@ pytestmark = pytest.mark.usefixtures("unrelated_cwd")
 
 def start_migrate(url, migrations=None, **env):
     """``python -m bitloot_lite migrate`` as a real process, output piped."""
-    where = ["--migrations", str(migrations)] if migrations else []
+    if migrations:  # an edited copy of the shipped migrations, in their place
+        env["BITLOOT_SHIPPED_MIGRATIONS_DIR"] = str(migrations)
     return subprocess.Popen(
-        [sys.executable, "-m", "bitloot_lite", "migrate", "--database", url, *where],
+        [sys.executable, "-m", "bitloot_lite", "migrate", "--database", url],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(**env),
     )
 
@@ -279,7 +280,9 @@ def seeded(request, tmp_path_factory, hooked_migrations):
     backend = request.param
     with conftest.throwaway_url(request, backend, tmp_path_factory.mktemp("seeded")) as url:
         with opened(url) as database:
-            migrating.migrate(database, to=MIGRATIONS[0], migrations_dir=hooked_migrations)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setenv("BITLOOT_SHIPPED_MIGRATIONS_DIR", str(hooked_migrations))
+                migrating.migrate(database, to=MIGRATIONS[0])
             _seed(database)
             digest = seeded_digest(database)
             if backend == "sqlite":
@@ -295,9 +298,9 @@ def seeded(request, tmp_path_factory, hooked_migrations):
         with copy_of(template) as trial:
             started = time.monotonic()
             status = subprocess.run(
-                [sys.executable, "-m", "bitloot_lite", "status", "-q", "--database", trial,
-                 "--migrations", str(hooked_migrations)],
-                capture_output=True, text=True, timeout=WAIT, env=clean_env())
+                [sys.executable, "-m", "bitloot_lite", "status", "-q", "--database", trial],
+                capture_output=True, text=True, timeout=WAIT,
+                env=clean_env(BITLOOT_SHIPPED_MIGRATIONS_DIR=str(hooked_migrations)))
             template.startup_seconds = time.monotonic() - started  # to a connected database
             assert status.returncode == 1, status.stderr
             started = time.monotonic()

@@ -619,24 +619,29 @@ def test_the_runner_refuses_to_run_inside_a_transaction(database):
 def test_a_migration_that_leaves_orphans_is_undone(database, tmp_path):
     """With foreign keys off, a migration could orphan child rows: the runner's
     foreign_key_check refuses to commit it."""
-    shutil.copy(MIGRATIONS_DIR / "001_init_orders.py", tmp_path)
-    (tmp_path / "002_delete_orders.py").write_text(
+    (tmp_path / "900_delete_orders.py").write_text(
         "def migrate(migrator, database, *, fake=False):\n"
         "    migrator.sql('DELETE FROM \"orders\"')\n"
     )
-    migrate(database, to="001_init_orders", migrations_dir=tmp_path)
+    migrate(database, to=MIGRATIONS[-1], migrations_dir=tmp_path)
     Seeder(database).seed()
     before = read_rows(database)
 
     with pytest.raises(MigrationFailed, match="foreign keys broken in order_items") as info:
         migrate(database, migrations_dir=tmp_path)
-    assert info.value.name == "002_delete_orders"
+    assert info.value.name == "900_delete_orders"
     assert read_rows(database) == before
-    assert recorded_history(database) == ["001_init_orders"]
+    assert recorded_history(database) == MIGRATIONS
     assert_foreign_keys_enforced(database)
 
 
 # --- 6. the migrations folder ---------------------------------------------------------------------
+
+#: A user's migration that changes nothing, both ways.
+NOTHING_900 = (
+    "def migrate(migrator, database, *, fake=False):\n    pass\n\n\n"
+    "def rollback(migrator, database, *, fake=False):\n    pass\n"
+)
 
 
 def test_default_migrations_dir_is_the_shipped_folder():
@@ -661,26 +666,33 @@ def test_a_missing_migrations_folder_is_an_error_and_is_not_created(database, tm
     assert not missing.exists()
 
 
-def test_an_empty_migrations_folder_is_an_error(database, tmp_path):
-    with pytest.raises(MigrationsNotFound):
-        migrate(database, migrations_dir=tmp_path)
+def test_an_empty_user_migrations_folder_adds_nothing(database, tmp_path):
+    assert migrate(database, migrations_dir=tmp_path) == MIGRATIONS
+
+
+def test_an_empty_shipped_migrations_folder_is_an_error(database, tmp_path, monkeypatch):
+    monkeypatch.setenv("BITLOOT_SHIPPED_MIGRATIONS_DIR", str(tmp_path))
+    with pytest.raises(MigrationsNotFound) as info:
+        migrate(database)
+    assert info.value.path == tmp_path
+    assert data_tables(database) == set()
 
 
 @sqlite_only
 def test_rollback_with_an_applied_migration_file_missing_is_a_bitloot_error(database, tmp_path):
-    for path in MIGRATIONS_DIR.glob("0*.py"):
-        shutil.copy(path, tmp_path)
+    (tmp_path / "900_nothing.py").write_text(NOTHING_900)
     migrate(database, migrations_dir=tmp_path)
-    (tmp_path / "003_create_webhook_logs.py").unlink()
+    (tmp_path / "900_nothing.py").unlink()
     with pytest.raises(UnknownMigration):
         rollback(database, migrations_dir=tmp_path)
-    assert recorded_history(database) == MIGRATIONS
+    assert recorded_history(database) == [*MIGRATIONS, "900_nothing"]
 
 
 @sqlite_only
 def test_status_keeps_a_migration_whose_file_is_gone_in_its_place(database, tmp_path):
-    for path in MIGRATIONS_DIR.glob("0*.py"):
-        shutil.copy(path, tmp_path)
+    (tmp_path / "900_nothing.py").write_text(NOTHING_900)
+    (tmp_path / "901_nothing.py").write_text(NOTHING_900)
     migrate(database, migrations_dir=tmp_path)
-    (tmp_path / "003_create_webhook_logs.py").unlink()
-    assert [state.name for state in status(database, migrations_dir=tmp_path)] == MIGRATIONS
+    (tmp_path / "900_nothing.py").unlink()
+    assert [state.name for state in status(database, migrations_dir=tmp_path)] == [
+        *MIGRATIONS, "900_nothing", "901_nothing"]
