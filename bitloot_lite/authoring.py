@@ -12,8 +12,7 @@ from pathlib import Path
 
 from . import autogenerate, render
 from .errors import ConfigurationError, ValidationError
-from .offline import _target
-from .runner import Router
+from .runner import migration_files, user_migrations_dir
 
 __all__ = ["Written", "new_migration"]
 
@@ -34,7 +33,8 @@ class Written:
 
 def new_migration(slug: str, migrations_dir, *, auto: bool = False,
                   models: str | None = None) -> Written:
-    """Write migration ``NNN_<slug>.py`` into ``migrations_dir`` (the user's folder).
+    """Write migration ``NNN_<slug>.py`` into the user's folder: ``migrations_dir``, else
+    $BITLOOT_MIGRATIONS_DIR.
 
     With ``auto``, its content is the difference between the models (ours and
     those of the module ``models``) and what the migrations record; with no
@@ -43,14 +43,13 @@ def new_migration(slug: str, migrations_dir, *, auto: bool = False,
     if not isinstance(slug, str) or not _SLUG.match(slug):
         raise ValidationError("name", slug, "must be lower-case letters, digits and _, "
                                             "starting with a letter (e.g. orders_note)")
-    if migrations_dir is None:
+    folder = user_migrations_dir(migrations_dir)
+    if folder is None:
         raise ConfigurationError("new writes into your own migrations folder: give "
                                  "--migrations DIR (or BITLOOT_MIGRATIONS_DIR)")
-    folder = Path(migrations_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    with _target("sqlite") as scratch:
-        todo = Router(scratch, folder).todo
-    number = max(int(name.split("_", 1)[0]) for name in todo if name[:3].isdigit()) + 1
+    # After every migration, shipped or the user's (and their problems are errors).
+    number = int(migration_files(folder)[-1][0][:3]) + 1
     name = f"{number:03d}_{slug}"
     changes = []
     if auto:

@@ -1,27 +1,17 @@
 """A user's own migrations folder for the tests of issue 11 (check, sql, new, lint).
 
-Where the runner adds the user's folder to the shipped migrations
-(``runner.migration_files``), the folder starts empty; before that, it starts
-as a copy of the shipped ones, which ``--migrations`` then replaces. Either way
+The runner adds the user's folder (--migrations) to the shipped migrations:
 ``next_name(slug)`` is the name of the next migration, numbered after
-``MIGRATIONS[-1]``, and the folder holds every migration the commands see.
+``MIGRATIONS[-1]``.
 """
 
-import shutil
 import textwrap
 
-from conftest import MIGRATIONS, MIGRATIONS_DIR
-
-from bitloot_lite import runner
-
-ADDS_TO_SHIPPED = hasattr(runner, "migration_files")
+from conftest import MIGRATIONS
 
 
 def make_folder(path):
     path.mkdir(parents=True, exist_ok=True)
-    if not ADDS_TO_SHIPPED:
-        for name in MIGRATIONS:
-            shutil.copy(MIGRATIONS_DIR / f"{name}.py", path / f"{name}.py")
     return path
 
 
