@@ -424,5 +424,42 @@ def new(database, where, migrations_dir, name, auto, models):
                    err=True)
 
 
+@cli.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--offline", "offline_only", is_flag=True,
+              help="Open no database: lint NAMEs (default: every migration), no row counts.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+@_common(error_exit=2, needs_database=lambda kwargs: not kwargs["offline_only"])
+def lint(database, where, migrations_dir, names, offline_only, as_json):
+    """Check the SQL of the pending migrations (or of NAMEs) with squawk, and against the rows.
+
+    squawk (pip install 'bitloot-lite[lint]') lints each migration's PostgreSQL
+    SQL; connected to PostgreSQL, lint adds what only the database knows: a
+    blocking CREATE INDEX, a NOT NULL column without a default, a rewriting
+    type change or a foreign key without NOT VALID on a table with rows.
+    Exit code 0 when clean, 1 with one line per finding, 2 on error.
+
+    \b
+    Example:
+        bitloot-lite lint --database postgresql://app@db/bitloot
+        bitloot-lite lint --offline 006_orders_note --migrations myshop/migrations
+    """
+    from . import lint as linting  # squawk's wrapper, only for this command
+
+    findings, notes = linting.lint(database, migrations_dir, list(names) or None)
+    if as_json:
+        _say(json.dumps({"findings": [vars(f) for f in findings], "notes": notes}, indent=2))
+    else:
+        for note in notes:
+            _say(f"note: {note}")
+        for finding in findings:
+            click.echo(finding.line())
+    if findings:
+        click.echo(f"{len(findings)} finding(s)", err=True)
+        sys.exit(1)
+    if not as_json:
+        _say("no findings")
+
+
 def main():
     cli(prog_name="bitloot-lite")

@@ -383,3 +383,11 @@ class LinterUnavailable(ConfigurationError):
     def __init__(self):
         super().__init__("squawk is not installed: pip install 'bitloot-lite[lint]' "
                          "(PyPI squawk-cli)")
+
+
+class LinterFailed(MigrationError):
+    """squawk ran but failed (``reason``: the first line of its error)."""
+
+    def __init__(self, reason):
+        self.reason = reason
+        super().__init__(f"squawk failed: {reason}")
