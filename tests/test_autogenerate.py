@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from conftest import MIGRATIONS, opened, run_cli
-from userfolder import make_folder
+from own_migrations import make_folder
 
 from bitloot_lite import autogenerate, migrating, schema
 from bitloot_lite.models import MODELS, Order

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from conftest import MIGRATIONS, opened, postgres_only, run_cli
-from userfolder import NOTE_MIGRATION, make_folder, next_name, write
+from own_migrations import NOTE_MIGRATION, make_folder, next_name, write
 
 from bitloot_lite import migrating, replay, schema
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 from conftest import MIGRATIONS, opened, postgres_only, run_cli, sqlite_only
-from userfolder import make_folder, next_name, write
+from own_migrations import make_folder, next_name, write
 
 pytestmark = pytest.mark.usefixtures("unrelated_cwd")
 

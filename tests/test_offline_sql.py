@@ -7,35 +7,15 @@ on an empty database, and the result is compared with a migrated one.
 
 import json
 import re
-import subprocess
 
 import pytest
-from conftest import MIGRATIONS, opened, run_cli, sqlite_path, throwaway_url
-from userfolder import NOTE_MIGRATION, make_folder, next_name, write
+from conftest import MIGRATIONS, run_cli, throwaway_url
+from own_migrations import NOTE_MIGRATION, make_folder, next_name, run_script, state, write
 
 from bitloot_lite import schema
 from bitloot_lite.runner import HISTORY_TABLE
 
 pytestmark = pytest.mark.usefixtures("unrelated_cwd")
-
-
-def run_script(url, script):
-    """Run ``script`` with the backend's own shell, stopping at the first error."""
-    if url.startswith("sqlite"):
-        command = ["sqlite3", "-bail", sqlite_path(url)]
-    else:
-        command = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url]
-    done = subprocess.run(command, input=script, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done
-
-
-def state(url):
-    """(snapshot, history names) of the database at ``url``."""
-    with opened(url) as database:
-        names = [row[0] for row in database.execute_sql(
-            f'SELECT "name" FROM "{HISTORY_TABLE}" ORDER BY "id"').fetchall()]
-        return schema.snapshot(database), names
 
 
 @pytest.fixture
