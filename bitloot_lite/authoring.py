@@ -54,7 +54,7 @@ def new_migration(slug: str, migrations_dir, *, auto: bool = False,
     changes = []
     if auto:
         with autogenerate.extended_models(models) as all_models:
-            changes = autogenerate.changes(None, all_models, folder)
+            changes = autogenerate.changes(all_models, folder)
             if not changes:
                 return Written(name, None, [], [])
             text = render.migration(name, changes)

@@ -33,7 +33,7 @@ import peewee as pw
 from . import schema
 from .errors import ModelsNotFound
 from .models import MODELS, BaseModel
-from .offline import _target
+from .replay import scratch_sqlite
 from .runner import Router
 
 __all__ = ["Change", "changes", "extended_models", "model_indexes", "models"]
@@ -52,7 +52,8 @@ class Change:
     old: pw.Field | None = None
     model: type | None = None
     index: tuple | None = None  # (name or None, (column, ...), unique)
-    #: SQLite's stored text of the column (alter, drop): a rebuild replaces it.
+    #: SQLite's stored text of the column (alter, drop column: a rebuild replaces it)
+    #: or of the table (drop table: its rollback makes it again).
     definition: str | None = None
 
     def describe(self) -> str:
@@ -191,17 +192,17 @@ def _spec(field):
 
 
 def state(migrations_dir=None, names=None):
-    """(orm, snapshot, {table: {column: definition}}): the model state, the SQLite
-    schema and each column's stored definition after migrations ``names`` (default:
-    all), replayed on a scratch database."""
-    with _target("sqlite") as scratch:
+    """(orm, snapshot, {table: {column: definition, None: CREATE TABLE}}): the model
+    state, the SQLite schema and the stored text of each table and column after
+    migrations ``names`` (default: all), replayed on a scratch database."""
+    with scratch_sqlite() as scratch:
         router = Router(scratch, migrations_dir)
         for name in router.todo if names is None else names:
             router.run_one(name, router.migrator, fake=False)
         creates = scratch.execute_sql(
             "SELECT name, sql FROM sqlite_master WHERE type = 'table'").fetchall()
         return (router.migrator.orm, schema.snapshot(scratch),
-                {table: column_definitions(sql) for table, sql in creates})
+                {table: {**column_definitions(sql), None: sql} for table, sql in creates})
 
 
 def column_definitions(create: str) -> dict:
@@ -228,11 +229,11 @@ def column_definitions(create: str) -> dict:
     return found
 
 
-def changes(database, all_models: list, migrations_dir=None, names=None) -> list:
+def changes(all_models: list, migrations_dir=None, names=None) -> list:
     """The changes that would bring the migrations' state to ``all_models``, in the
     order a migration makes them: new tables, columns, type changes, indexes; then
-    the index, column and table drops. ``database`` is unused (the replay is on
-    SQLite, whatever the backend); it is there for the callers' symmetry."""
+    the index, column and table drops. The replay is on SQLite whatever the
+    backend: the model state and the indexes are the same on both."""
     orm, built, definitions = state(migrations_dir, names)
     tables = {model._meta.table_name: model for model in orm}
     wanted = {model._meta.table_name: model for model in all_models}
@@ -269,8 +270,13 @@ def changes(database, all_models: list, migrations_dir=None, names=None) -> list
             if cols not in model_indexes(model) and cols in physical:
                 drops.insert(0, Change("drop_index", table, model=tables[table],
                                        index=(physical[cols][0], cols, physical[cols][1])))
-    drops += [Change("drop_table", table, old=None, model=tables[table])
-              for table in tables if table not in wanted]
+    for table in [table for table in tables if table not in wanted]:
+        # Its indexes first, so that the rollback makes them again after the table.
+        drops += [Change("drop_index", table, model=tables[table],
+                         index=(index["name"], tuple(index["columns"]), index["unique"]))
+                  for index in built["tables"].get(table, {}).get("indexes", [])]
+        drops.append(Change("drop_table", table, model=tables[table],
+                            definition=definitions[table][None]))
     return adds + drops
 
 

@@ -145,6 +145,9 @@ def field_code(field: pw.Field, *, with_index: bool = True) -> str | None:
     if default is not None and not callable(field.default):
         value = field.default.value if isinstance(field.default, enum.Enum) else field.default
         args.append(f"default={value!r}")
+    elif default is not None:  # the callables default_sql knows, said without bitloot_lite
+        args.append("default=uuid.uuid4" if field.default is uuid.uuid4
+                    else "default=dt.datetime.now")
     if field.column_name != field.name:
         args.append(f"column_name={field.column_name!r}")
     return f"pw.{cls}({', '.join(args)})"

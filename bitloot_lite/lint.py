@@ -36,6 +36,8 @@ from pathlib import Path
 from . import offline, schema
 from .db import is_postgres
 from .errors import LinterFailed, LinterUnavailable, UnknownMigration
+from .migrating import pending
+from .runner import migration_files
 
 __all__ = ["EXCLUDED", "Finding", "lint", "squawk_path"]
 
@@ -86,9 +88,6 @@ def squawk_path() -> str:
 def lint(database, migrations_dir=None, names=None) -> tuple:
     """(findings, notes) for migrations ``names`` (default: the pending ones on
     ``database``; with no database, every one). ``database`` may be None."""
-    from .migrating import pending  # the runner's view of what is pending
-    from .runner import migration_files
-
     todo = [name for name, _path in migration_files(migrations_dir)]
     if names:
         unknown = [name for name in names if name not in todo]

@@ -272,7 +272,7 @@ def check(database, migrations_dir=None, models=None):
     with autogenerate.extended_models(models) as all_models:
         differences += [f"{change.describe()}: no migration makes it (see `bitloot-lite "
                         "new --auto`)" for change in autogenerate.changes(
-                            database, all_models, migrations_dir, names=todo)]
+                            all_models, migrations_dir, names=todo)]
         if not waiting:
             differences += schema.compare_models(database, all_models, live)
     return differences, notes

@@ -26,16 +26,14 @@ preview (``migrating.preview``) into the same blocks.
 import contextlib
 import datetime as dt
 import decimal
-import shutil
-import tempfile
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import peewee as pw
 
-from .db import SQLITE_PRAGMAS, recording
+from .db import recording
 from .errors import ConfigurationError, NothingToRollback, UnknownMigration
+from .replay import scratch_sqlite
 from .runner import HISTORY_TABLE, Router
 
 __all__ = ["Block", "BACKENDS", "as_json", "blocks", "from_preview", "text"]
@@ -197,15 +195,8 @@ def _target(backend):
     if backend == "postgres":
         yield _PostgresRecorder()
         return
-    folder = tempfile.mkdtemp(prefix="bitloot-offline-")
-    database = pw.SqliteDatabase(str(Path(folder) / "offline.db"),
-                                 pragmas=list(SQLITE_PRAGMAS.items()))
-    try:
-        database.connect()
+    with scratch_sqlite() as database:
         yield database
-    finally:
-        database.close()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _apply_unrecorded(router, names, backend):
@@ -227,8 +218,7 @@ def _run(router, name, backend, downgrade):
     if downgrade:
         writes = [s for s in writes if not s.upper().startswith("CREATE TABLE IF NOT EXISTS")]
     found = [Block(name, "rollback" if downgrade else "migrate", writes)]
-    after = [] if downgrade or backend != "postgres" else list(
-        router.scope(name).get("POSTGRES_CONCURRENT_INDEXES", {}).values())
+    after = [] if downgrade else list(router.concurrent_indexes(name).values())
     if after:
         found.append(Block(name, "after commit", after))
     return found

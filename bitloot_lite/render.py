@@ -90,7 +90,9 @@ def _drop_table(plan, change):
     _add_table(recreate, Change("add_table", table, model=model))
     for backend in ("postgres", "sqlite"):
         plan.up[backend].append(f"DROP TABLE {quote(table)}")
-        plan.down[backend].append(recreate.up[backend][0])
+        # SQLite: the table exactly as the migrations made it; PostgreSQL: from its state.
+        plan.down[backend].append(change.definition if backend == "sqlite" and
+                                  change.definition else recreate.up[backend][0])
     plan.state_up.append(f"migrator.remove_model({table!r})")
     plan.down_classes += recreate.classes
     plan.state_down += recreate.state_up
@@ -259,7 +261,7 @@ Review it before applying: `bitloot-lite sql --offline --from {name} --to {name}
 prints its SQL, `bitloot-lite lint {name}` checks it.
 """
 
-import peewee as pw
+{imports}import peewee as pw
 from peewee_migrate import Migrator
 
 #: While this lists anything, the migration refuses to run: do what each entry
@@ -383,8 +385,14 @@ def migration(name: str, changes: list, *, title: str | None = None) -> str:
                   "model state\n(in migrator.fake()) and the rollback of each.\n")
     todo = "[]" if not plan.todo else "[\n" + "".join(
         f"    {item!r},\n" for item in dict.fromkeys(plan.todo)) + "]"
+    code = "\n".join(plan.classes + plan.down_classes + plan.state_up + plan.state_down)
+    imports = "".join(line for needed, line in (("dt.", "import datetime as dt\n"),
+                                                 ("uuid.", "import uuid\n\n"))
+                      if needed in code)
+    if imports and not imports.endswith("\n\n"):
+        imports += "\n"
     text = _HEAD.format(name=name, title=title or name.split("_", 1)[-1].replace("_", " "),
-                        origin=origin, todo=todo)
+                        origin=origin, todo=todo, imports=imports)
     rebuild = "a tuple is SQLite's table rebuild: (table, old column definition, new one)"
     text += "\n\n".join([
         _listing("POSTGRES_UP", plan.up["postgres"]),

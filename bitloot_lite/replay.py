@@ -36,7 +36,7 @@ from .db import SQLITE_PRAGMAS, PostgresqlDatabase, is_postgres, is_sqlite, unwr
 from .errors import ConfigurationError, ScratchUnavailable
 from .runner import Router
 
-__all__ = ["built_schema", "built", "scratch_database"]
+__all__ = ["built", "built_schema", "scratch_database", "scratch_sqlite"]
 
 logger = logging.getLogger("bitloot_lite.migrating")
 
@@ -48,20 +48,28 @@ SCRATCH_PREFIX = "bitloot_scratch_"
 
 
 @contextlib.contextmanager
+def scratch_sqlite():
+    """A new, empty SQLite database in a temporary folder (our pragmas), connected;
+    closed and removed after the block."""
+    folder = tempfile.mkdtemp(prefix="bitloot-scratch-")
+    scratch = pw.SqliteDatabase(str(Path(folder) / "scratch.db"),
+                                pragmas=list(SQLITE_PRAGMAS.items()))
+    try:
+        scratch.connect()
+        yield scratch
+    finally:
+        scratch.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
 def scratch_database(database: pw.Database):
     """A new, empty database of ``database``'s backend (its server, for PostgreSQL),
     connected; closed and removed after the block."""
     database = unwrap(database)
     if is_sqlite(database):
-        folder = tempfile.mkdtemp(prefix="bitloot-scratch-")
-        scratch = pw.SqliteDatabase(str(Path(folder) / "scratch.db"),
-                                    pragmas=list(SQLITE_PRAGMAS.items()))
-        try:
-            scratch.connect()
+        with scratch_sqlite() as scratch:
             yield scratch
-        finally:
-            scratch.close()
-            shutil.rmtree(folder, ignore_errors=True)
         return
     if not is_postgres(database):
         raise ConfigurationError(f"cannot replay migrations on a {type(database).__name__}")

@@ -93,7 +93,7 @@ def test_no_model_change_writes_nothing_and_says_so(folder):
     assert sorted(p.name for p in folder.iterdir()) == before
     # ... where peewee-migrate's own generator shrinks orders.status, drops indexes and
     # makes a base_model table: none of that is a change here.
-    assert autogenerate.changes(None, list(MODELS)) == []
+    assert autogenerate.changes(list(MODELS)) == []
 
 
 def play(db_url, folder, models, *, rows=True, plain_check=True):
@@ -191,3 +191,41 @@ def test_new_refusals_are_one_line(folder, tmp_path):
         result = run_cli(*args)
         assert result.exit_code == 1, result.output
         assert message in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_drops_are_written_and_refuse_to_run_until_confirmed(db_url, folder, tmp_path):
+    """The module no longer declares what an earlier migration made: new --auto writes the
+    drops (index, column, table) with their rollbacks, each a TODO to confirm, since the
+    data goes with them."""
+    args = ("--database", db_url, "--migrations", folder)
+    shop = module(tmp_path, SHOP)
+    ok("migrate", "-q", *args)
+    ok("new", "shop", "--auto", "--models", shop, "--migrations", folder)
+    ok("migrate", "-q", *args)
+    with opened(db_url) as database:
+        seed(database)
+        database.execute_sql("INSERT INTO coupons (code) VALUES ('WELCOME')")
+        before, kept = schema.snapshot(database), counts(database)
+
+    result = ok("new", "unshop", "--auto", "--migrations", folder)  # no --models now
+    for what in ("drops the table coupons", "drops orders.note"):
+        assert what in result.stderr, result.stderr
+    path = Path(result.stdout.split()[1])
+    assert run_cli("migrate", *args).exit_code == 1  # refused: nothing confirmed yet
+
+    text = path.read_text(encoding="utf-8")
+    start = text.index("TODO = [")
+    path.write_text(text[:start] + "TODO = []" + text[text.index("]\n", start) + 1:],
+                    encoding="utf-8")
+    ok("migrate", "-q", *args)
+    ok("check", *args)  # bitloot-lite's own models and the schema agree again
+    with opened(db_url) as database:
+        tables = schema.snapshot(database)["tables"]
+        assert "coupons" not in tables
+        assert "note" not in [c["name"] for c in tables["orders"]["columns"]]
+        assert counts(database) == kept
+
+    ok("rollback", "-q", *args)  # the structure comes back (the dropped data cannot)
+    with opened(db_url) as database:
+        assert schema.compare(schema.snapshot(database), before) == []
+        assert counts(database) == kept
