@@ -10,13 +10,25 @@ record as applied. A database whose tables carry no history of either kind is
 refused (``require_history_or_empty``): it must be baselined by hand, after
 ``baseline_check`` has confirmed its shape.
 
+A real database of upstream's Phase 1 lacks order_items.quantity (upstream's
+InitOrders made it without; see target.py): it is recognised, and
+``adoption_fixups`` says what adopting it adds, for existing rows too.
+
 Nothing here writes to the database: recording is the runner's job.
 """
+
+from dataclasses import dataclass
 
 from .db import is_postgres
 from .errors import AdoptionError, NeedsBaseline
 from .schema import HISTORY_TABLE, compare, snapshot
-from .target import STEPS, expected
+from .target import (
+    PHASE1_ADD_COLUMN,
+    PHASE1_MISSING_COLUMN,
+    STEPS,
+    expected,
+    expected_phase1,
+)
 
 #: TypeORM's history table.
 TYPEORM_TABLE = "migrations"
@@ -121,6 +133,8 @@ def adoption_plan(database, migrations, applied=None):
     count = _prefix_length(names, list(migrations))
     adopted = [name for name, _up in list(migrations)[:count]]
     differences = shape_differences(database, count)
+    if differences and is_phase1(database, count):
+        return adopted  # adoption_fixups adds what upstream's Phase 1 did not make
     if differences:
         raise AdoptionError(
             f"TypeORM's history says {adopted[-1]} (upstream "
@@ -165,3 +179,32 @@ def baseline_check(database, step):
             differences,
         )
     return notes
+
+
+@dataclass(frozen=True)
+class Fixup:
+    """A change adopting a database makes so that it has the shape its history says."""
+
+    name: str  # "order_items.quantity"
+    description: str
+    sql: str
+
+
+def is_phase1(database, step):
+    """Whether the live schema is the one upstream's Phase-1 migrations made at ``step``
+    (order_items without quantity; TypeORM's known extras tolerated)."""
+    if step < 1:
+        return False
+    return not compare(snapshot(database), expected_phase1(_backend(database), step), [])
+
+
+def adoption_fixups(database, step):
+    """What adopting a database at ``step`` must add before its migrations are recorded:
+    order_items.quantity (integer NOT NULL DEFAULT 1, so every existing row gets 1) on a
+    Phase-1 database; [] on any other."""
+    if not is_phase1(database, step):
+        return []
+    table, column = PHASE1_MISSING_COLUMN
+    return [Fixup(f"{table}.{column}",
+                  "integer NOT NULL DEFAULT 1, which upstream's Phase-1 InitOrders lacked",
+                  PHASE1_ADD_COLUMN[_backend(database)])]

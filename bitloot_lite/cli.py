@@ -136,8 +136,8 @@ def _say(message=""):
         click.echo(message)
 
 
-_VERBS = {"migrate": "applied", "rollback": "rolled back",
-          "adopt": "adopted", "baseline": "baselined", "index": "built index"}
+_VERBS = {"migrate": "applied", "rollback": "rolled back", "adopt": "adopted",
+          "fixup": "added column", "baseline": "baselined", "index": "built index"}
 
 
 def _print_step(step):
@@ -184,14 +184,24 @@ def cli():
     """
 
 
+_json_option = click.option("--json", "as_json", is_flag=True,
+                            help="Print one JSON document, for scripts.")
+
+
+def _step_json(step):
+    return {"name": step.name, "action": step.direction, "seconds": round(step.seconds, 6)}
+
+
 @cli.command()
-@click.option("--to", "to", metavar="NAME", help="Stop after this migration.")
+@click.option("--to", "to", metavar="NAME",
+              help="Stop after this migration (its full name or its number: 003).")
 @click.option("--allow-out-of-order", is_flag=True,
               help="Apply pending migrations older than the newest applied one.")
+@_json_option
 @_deploy_options
 @_common
 def migrate(database, where, migrations_dir, to, allow_out_of_order, allow_edited,
-            lock_timeout, ddl_lock_timeout):
+            lock_timeout, ddl_lock_timeout, as_json):
     """Apply the pending migrations, in order.
 
     Prints each migration applied with the time it took, then a summary. Safe
@@ -203,14 +213,21 @@ def migrate(database, where, migrations_dir, to, allow_out_of_order, allow_edite
     Example:
         bitloot-lite migrate
         bitloot-lite migrate --to 003_create_webhook_logs --lock-timeout 60
+        bitloot-lite migrate --to 003 --json
     """
     started = time.perf_counter()
+    steps = []
     applied = migrating.migrate(
         database, to=to, migrations_dir=migrations_dir, lock_timeout=lock_timeout,
         ddl_lock_timeout=ddl_lock_timeout, allow_edited=allow_edited,
-        allow_out_of_order=allow_out_of_order, on_step=_print_step, on_wait=_print_wait,
+        allow_out_of_order=allow_out_of_order,
+        on_step=steps.append if as_json else _print_step, on_wait=_print_wait,
     )
-    if applied:
+    if as_json:
+        _say(json.dumps({"database": where, "applied": applied,
+                         "steps": [_step_json(step) for step in steps],
+                         "seconds": round(time.perf_counter() - started, 6)}, indent=2))
+    elif applied:
         seconds = time.perf_counter() - started
         _say(f"{len(applied)} migration(s) applied to {where} in {seconds:.3f}s")
     elif to is not None:
@@ -223,12 +240,14 @@ def migrate(database, where, migrations_dir, to, allow_out_of_order, allow_edite
 @click.option(
     "--steps", type=click.IntRange(min=1), default=None, help="How many to undo [default: 1]."
 )
-@click.option("--to", "to", metavar="NAME", help="Undo every migration after this one.")
+@click.option("--to", "to", metavar="NAME",
+              help="Undo every migration after this one (its full name or its number).")
 @_exclusive("steps", "to")
+@_json_option
 @_deploy_options
 @_common
 def rollback(database, where, migrations_dir, steps, to, allow_edited, lock_timeout,
-             ddl_lock_timeout):
+             ddl_lock_timeout, as_json):
     """Undo the newest migrations (one by default).
 
     --steps and --to cannot be used together.
@@ -238,13 +257,19 @@ def rollback(database, where, migrations_dir, steps, to, allow_edited, lock_time
         bitloot-lite rollback
         bitloot-lite rollback --steps 2
         bitloot-lite rollback --to 001_init_orders
+        bitloot-lite rollback --to 1 --json
     """
+    done = []
     undone = migrating.rollback(
         database, steps=steps or 1, to=to, migrations_dir=migrations_dir,
         lock_timeout=lock_timeout, ddl_lock_timeout=ddl_lock_timeout,
-        allow_edited=allow_edited, on_step=_print_step, on_wait=_print_wait,
+        allow_edited=allow_edited, on_step=done.append if as_json else _print_step,
+        on_wait=_print_wait,
     )
-    if undone:
+    if as_json:
+        _say(json.dumps({"database": where, "rolled_back": undone,
+                         "steps": [_step_json(step) for step in done]}, indent=2))
+    elif undone:
         _say(f"{len(undone)} migration(s) rolled back on {where}")
     else:
         _say(f"nothing to roll back: {to} is the newest migration applied to {where}")
@@ -269,16 +294,22 @@ def status(database, where, migrations_dir, as_json, allow_edited):
     states = migrating.status(database, migrations_dir, allow_edited=allow_edited)
     if as_json:
         _say(json.dumps({"database": where, "migrations": [
-            {"name": s.name, "applied": s.applied, "edited": s.edited,
+            {"name": s.name, "description": s.description, "applied": s.applied,
+             "edited": s.edited, "file_missing": s.missing,
              "applied_at": s.applied_at.isoformat() if s.applied else None} for s in states
         ]}, indent=2))
     else:
         for state in states:
-            edited = "  (edited since)" if state.edited else ""
+            notes = [state.description] if state.description else []
+            if state.edited:
+                notes.append("(edited since)")
+            if state.missing:
+                notes.append("(its file is gone: see `bitloot-lite repair`)")
+            tail = "".join(f"  {note}" for note in notes)
             if state.applied:
-                _say(f"applied  {state.name}  {state.applied_at:%Y-%m-%d %H:%M:%S} UTC{edited}")
+                _say(f"applied  {state.name}  {state.applied_at:%Y-%m-%d %H:%M:%S} UTC{tail}")
             else:
-                _say(f"pending  {state.name}")
+                _say(f"pending  {state.name}{tail}")
     if any(not state.applied for state in states):
         sys.exit(1)
 
@@ -338,8 +369,9 @@ def sql(database, where, migrations_dir, to, start, rollback_steps, offline_only
 @cli.command()
 @click.option("--models", "models", metavar="MODULE",
               help="Your models module (dotted name or .py file): compare its models too.")
+@_json_option
 @_common(error_exit=2)
-def check(database, where, migrations_dir, models):
+def check(database, where, migrations_dir, models, as_json):
     """Compare the live database with the schema its migrations build, and the models.
 
     The expected schema is replayed on a scratch database of the same backend
@@ -355,6 +387,10 @@ def check(database, where, migrations_dir, models):
         bitloot-lite check --models myshop.models --migrations myshop/migrations
     """
     differences, notes = migrating.check(database, migrations_dir, models=models)
+    if as_json:
+        _say(json.dumps({"database": where, "matches": not differences,
+                         "differences": differences, "notes": notes}, indent=2))
+        sys.exit(1 if differences else 0)
     for note in notes:
         _say(f"note: {note}")
     if differences:
@@ -384,6 +420,44 @@ def baseline(database, where, migrations_dir, to, lock_timeout):
                                lock_timeout=lock_timeout, on_step=_print_step,
                                on_wait=_print_wait)
     _say(f"{len(names)} migration(s) recorded as applied on {where}")
+
+
+_REPAIRS = {
+    "checksum": "re-record {name}: edited since it was applied (checksum {recorded} -> {current})",
+    "record": "record {name}: no checksum was recorded (now {current})",
+    "remove": "remove {name}: applied, but its file is gone",
+}
+
+
+@cli.command()
+@click.option("--yes", is_flag=True, help="Repair without asking (for scripts).")
+@_lock_timeout_option
+@_common
+def repair(database, where, migrations_dir, yes, lock_timeout):
+    """Fix the migration history after a review (Flyway's repair).
+
+    Re-records the checksum of every applied migration whose file was edited
+    since (after you have checked the edit is harmless), and removes the
+    history rows of migrations whose files are gone. Lists each, then asks
+    (--yes: does not ask). Changes no table but the history.
+
+    \b
+    Example:
+        bitloot-lite repair
+        bitloot-lite repair --yes --database postgresql://app@db/bitloot
+    """
+    planned = migrating.repairs(database, migrations_dir)
+    if not planned:
+        _say(f"nothing to repair: the history of {where} matches the migration files")
+        return
+    for item in planned:
+        click.echo(_REPAIRS[item.action].format(
+            name=item.name, recorded=(item.recorded or "")[:12], current=(item.current or "")[:12]))
+    if not yes and not click.confirm(f"Repair {len(planned)} history row(s) of {where}?"):
+        raise click.ClickException("nothing was repaired")
+    done = migrating.repair(database, migrations_dir, expected=planned,
+                            lock_timeout=lock_timeout, on_wait=_print_wait)
+    _say(f"{len(done)} history row(s) repaired on {where}")
 
 
 @cli.command()

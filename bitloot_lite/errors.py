@@ -80,7 +80,8 @@ class EditedMigration(MigrationError):
         self.names = list(names)
         super().__init__(
             f"applied migration(s) edited since they were applied: {', '.join(self.names)}; "
-            "restore the file(s), or pass --allow-edited if the change is knowingly harmless"
+            "restore the file(s), or, once the edit is reviewed and harmless, record it with "
+            "`bitloot-lite repair` (or pass --allow-edited)"
         )
 
 

@@ -39,8 +39,8 @@ from .runner import (
 
 __all__ = [
     "DDL_LOCK_TIMEOUT", "HISTORY_TABLE", "MigrationState", "Step", "baseline", "check",
-    "default_migrations_dir", "migrate", "migration_files", "pending", "preview", "rollback",
-    "shipped_migrations_dir", "status",
+    "Repair", "default_migrations_dir", "migrate", "migration_files", "pending", "preview",
+    "repair", "repairs", "rollback", "shipped_migrations_dir", "status",
 ]
 
 logger = logging.getLogger("bitloot_lite.migrating")
@@ -51,7 +51,7 @@ class Step:
     """One migration applied, undone, adopted or baselined, and how long it took."""
 
     name: str
-    direction: str  # "migrate", "rollback", "adopt", "baseline" or "index"
+    direction: str  # "migrate", "rollback", "adopt", "fixup" (adoption), "baseline", "index"
     seconds: float
 
 
@@ -62,6 +62,8 @@ class MigrationState:
     name: str
     applied_at: dt.datetime | None
     edited: bool = False  # applied, and its file has changed since
+    description: str = ""  # its docstring's first line
+    missing: bool = False  # applied, and its file is gone (see repair)
 
     @property
     def applied(self):
@@ -82,7 +84,7 @@ def status(database, migrations_dir=None, allow_edited=False):
     names = sorted(set(todo) | set(history))
     return [
         MigrationState(name, history[name].applied_at if name in history else None,
-                       name in edited)
+                       name in edited, router.description(name), name not in router.files)
         for name in names
     ]
 
@@ -116,6 +118,8 @@ def migrate(database, to=None, migrations_dir=None, *, lock_timeout=None,
         _edited(router, todo, history, allow_edited)
         plan = _plan(todo, history, to)
         _check_order(plan, history, allow_out_of_order)
+        for name in plan:  # every file loads (syntax, imports, a migrate()) before any runs
+            router.load(name)
         for name in history:  # finish what a killed deploy left unbuilt
             if name in todo:
                 _build_indexes(router, name, on_step, on_wait)
@@ -136,6 +140,7 @@ def rollback(database, steps=1, to=None, migrations_dir=None, *, lock_timeout=No
         if to is not None and to not in history:
             to = router.resolve(to)
         plan = _rollback_plan(list(history), todo, steps, to)
+        router.require_reversible(plan)  # before undoing any of them
         return _run(router, plan, on_step, downgrade=True)
 
 
@@ -292,16 +297,29 @@ def _adopt(router, todo, on_step):
     if not names:
         adopting.require_history_or_empty(router.database, [], todo)
         return
-    router.record(names)
+    fixups = adopting.adoption_fixups(router.database, len(names))
+    started = time.perf_counter()
+    with router.database.atomic():  # the columns added and the names recorded, or neither
+        if fixups and is_postgres(router.database) and router.ddl_lock_timeout:
+            milliseconds = int(router.ddl_lock_timeout * 1000)
+            router.database.execute_sql(f"SET LOCAL lock_timeout = {milliseconds}")
+        for fixup in fixups:
+            logger.info("adoption adds %s: %s", fixup.name, fixup.sql)
+            router.database.execute_sql(fixup.sql)
+        router.record(names)
+    seconds = time.perf_counter() - started
     logger.info("adopted %s from the TypeORM history", ", ".join(names))
     for name in names:
         _report(on_step, Step(name, "adopt", 0.0))
+    for fixup in fixups:
+        _report(on_step, Step(f"{fixup.name} ({fixup.description})", "fixup", seconds))
 
 
 def _edited(router, todo, history, allow_edited):
     edited = [
         name for name, applied in history.items()
         if applied.checksum and name in todo and router.checksum(name) != applied.checksum
+        and applied.checksum not in router.previous_checksums(name)
     ]
     if edited and not allow_edited:
         raise EditedMigration(edited)
@@ -374,3 +392,72 @@ def _is_read_or_savepoint(sql):
     head = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
     return head in ("SELECT", "SAVEPOINT", "RELEASE") or (head == "PRAGMA" and "=" not in sql)
 
+
+
+@dataclass(frozen=True)
+class Repair:
+    """A history row ``repair`` fixes (Flyway's repair), and how.
+
+    ``action``: "checksum" (the applied file was edited since: record its checksum
+    now), "record" (no checksum was recorded: record it), "remove" (the file is
+    gone: forget the row). ``recorded`` and ``current`` are the checksums.
+    """
+
+    name: str
+    action: str
+    recorded: str | None
+    current: str | None
+
+
+def repairs(database, migrations_dir=None) -> list[Repair]:
+    """What ``repair`` would change in the history, oldest row first; changes nothing."""
+    router = Router(database, migrations_dir)
+    router.todo  # noqa: B018 (the folders are checked first)
+    found = []
+    for name, applied in router.history().items():
+        if name not in router.files:
+            found.append(Repair(name, "remove", applied.checksum, None))
+            continue
+        current = router.checksum(name)
+        if applied.checksum is None:
+            found.append(Repair(name, "record", None, current))
+        elif applied.checksum != current and applied.checksum not in _previous(router, name):
+            found.append(Repair(name, "checksum", applied.checksum, current))
+    return found
+
+
+def repair(database, migrations_dir=None, *, expected=None, lock_timeout=None,
+           on_wait=None) -> list[Repair]:
+    """Re-record the checksums of edited applied migrations and forget the history rows
+    whose files are gone, in one transaction, under the migration lock; returns them.
+
+    For after a review: an edit known to be harmless, a migration deliberately
+    deleted. ``expected`` (what :func:`repairs` listed, e.g. for a confirmation):
+    if the history changed since, nothing is done (MigrationError).
+    """
+    with migration_lock(database, lock_timeout, on_wait):
+        found = repairs(database, migrations_dir)
+        if expected is not None and found != list(expected):
+            raise MigrationError("the migration history or files changed since the repair "
+                                 "was listed; nothing was repaired: run repair again")
+        if found:  # a history made by pw_migrate gets its checksum column first
+            Router(database, migrations_dir).model  # noqa: B018
+        param = database.param
+        with database.atomic():
+            for item in found:
+                if item.action == "remove":
+                    database.execute_sql(
+                        f'DELETE FROM "{HISTORY_TABLE}" WHERE "name" = {param}', (item.name,))
+                else:
+                    database.execute_sql(
+                        f'UPDATE "{HISTORY_TABLE}" SET "checksum" = {param} '
+                        f'WHERE "name" = {param}', (item.current, item.name))
+                logger.info("repair: %s %s", item.action, item.name)
+    return found
+
+
+def _previous(router, name):
+    try:
+        return router.previous_checksums(name)
+    except MigrationError:  # a file that no longer loads: its checksum is still re-recorded
+        return set()

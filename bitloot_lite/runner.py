@@ -4,9 +4,7 @@ SQLite rebuilds that cannot cascade, PostgreSQL DDL that cannot stall the app.""
 import contextlib
 import datetime as dt
 import hashlib
-import importlib.resources
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -21,13 +19,21 @@ from . import validating as check
 from .db import is_postgres, is_sqlite, unwrap
 from .errors import (
     ConfigurationError,
-    InvalidMigrationFiles,
+    IrreversibleMigration,
     MigrationFailed,
-    MigrationsNotFound,
     UnknownMigration,
-    ValidationError,
 )
 from .fields import utcnow
+from .loading import (  # noqa: F401 (re-exported: runner.migration_files is the contract)
+    MIGRATION_FILE,
+    Migration,
+    default_migrations_dir,
+    describe,
+    load_migration,
+    migration_files,
+    shipped_migrations_dir,
+    user_migrations_dir,
+)
 from .schema import HISTORY_TABLE
 
 logger = logging.getLogger("bitloot_lite.migrating")
@@ -36,105 +42,6 @@ logger = logging.getLogger("bitloot_lite.migrating")
 #: statement that would queue behind a long transaction fails instead of
 #: blocking every query on that table behind it.
 DDL_LOCK_TIMEOUT = 5.0
-
-
-#: A migration file's name: a three-digit number, an underscore, a name.
-MIGRATION_FILE = re.compile(r"^(?P<number>\d{3})_(?P<name>[A-Za-z0-9_]+)\.py$")
-
-
-def shipped_migrations_dir() -> Path:
-    """The migrations shipped inside the package (in a clone: the top-level migrations/).
-
-    $BITLOOT_SHIPPED_MIGRATIONS_DIR replaces them with an edited copy: for the
-    tests and benchmarks of the shipped migrations themselves, never a deployment.
-    """
-    replaced = os.environ.get("BITLOOT_SHIPPED_MIGRATIONS_DIR")
-    if replaced:
-        return Path(replaced)
-    return Path(str(importlib.resources.files("bitloot_lite.migrations")))
-
-
-def default_migrations_dir() -> Path:
-    """The shipped migrations' folder (kept for callers of earlier versions)."""
-    return shipped_migrations_dir()
-
-
-def user_migrations_dir(migrations_dir: str | os.PathLike | None = None) -> Path | None:
-    """The user's own migrations folder: ``migrations_dir``, else $BITLOOT_MIGRATIONS_DIR.
-
-    None when neither is set. Its migrations run after the shipped ones.
-    """
-    if migrations_dir is not None and not isinstance(migrations_dir, (str, os.PathLike)):
-        raise ValidationError("migrations_dir", migrations_dir,
-                              f"must be a path, not {type(migrations_dir).__name__}")
-    configured = migrations_dir or os.environ.get("BITLOOT_MIGRATIONS_DIR")
-    return Path(configured) if configured else None
-
-
-def _scan(folder: Path, problems: list[str]) -> list[tuple[str, Path]]:
-    """(name, path) of the migration files in ``folder``; misnamed ones added to ``problems``."""
-    found = []
-    for path in sorted(folder.iterdir()):
-        if not path.is_file() or path.suffix != ".py" or path.name == "__init__.py":
-            continue  # __pycache__, notes, the package's own __init__
-        if MIGRATION_FILE.match(path.name):
-            found.append((path.stem, path))
-        else:
-            problems.append(f"{path}: not a migration file name (NNN_name.py, e.g. "
-                            "006_orders_note.py: three digits, an underscore, letters, "
-                            "digits or underscores)")
-    return found
-
-
-def migration_files(migrations_dir: str | os.PathLike | None = None) -> list[tuple[str, Path]]:
-    """Every migration, in the order they run, as (name, path): the shipped ones, then the
-    user's (``migrations_dir``, else $BITLOOT_MIGRATIONS_DIR), numbered after them.
-
-    Reads no database. Raises MigrationsNotFound if the shipped folder is
-    missing or empty or the user's folder is missing (an empty one adds nothing),
-    and InvalidMigrationFiles, naming every offending file, for a file not named
-    NNN_name.py, two files with one number, or a user's file that collides with
-    or does not come after the shipped ones.
-    """
-    shipped_dir = shipped_migrations_dir()
-    if not shipped_dir.is_dir():
-        raise MigrationsNotFound(shipped_dir)
-    problems: list[str] = []
-    shipped = _scan(shipped_dir, problems)
-    if not shipped and not problems:
-        raise MigrationsNotFound(shipped_dir)
-    user_dir = user_migrations_dir(migrations_dir)
-    users: list[tuple[str, Path]] = []
-    if user_dir is not None:
-        if not user_dir.is_dir():
-            raise MigrationsNotFound(user_dir)
-        if user_dir.resolve() != shipped_dir.resolve():  # `--migrations migrations` in a clone
-            users = _scan(user_dir, problems)
-    shipped_paths = {name: path for name, path in shipped}
-    shipped_numbers = {int(name[:3]): path for name, path in shipped}
-    last = max(shipped_numbers, default=0)
-    for name, path in users:
-        number = int(name[:3])
-        if name in shipped_paths:
-            problems.append(f"{path}: has the name of the shipped migration "
-                            f"{shipped_paths[name]}; number it after {last:03d}")
-        elif number <= last:
-            clash = f" (like {shipped_numbers[number]})" if number in shipped_numbers else ""
-            problems.append(f"{path}: numbered {number:03d}{clash}, but the shipped migrations "
-                            f"go up to {last:03d}; a user's migration comes after them "
-                            f"(from {last + 1:03d})")
-    # Two files of one folder with one number (across folders, reported above).
-    for found in (shipped, [(n, p) for n, p in users if int(n[:3]) > last]):
-        by_number: dict[int, list[Path]] = {}
-        for name, path in found:
-            by_number.setdefault(int(name[:3]), []).append(path)
-        for number, paths in sorted(by_number.items()):
-            if len(paths) > 1:
-                problems.append(f"number {number:03d} is used by more than one migration: "
-                                + ", ".join(str(path) for path in paths))
-    if problems:
-        raise InvalidMigrationFiles(problems)
-    return shipped + users
 
 
 @dataclass(frozen=True)
@@ -229,9 +136,11 @@ class Router(_Router):
 
     def resolve(self, name: str) -> str:
         """A migration's full name from its full name or its number ("006", "6")."""
+        if not isinstance(name, str):  # 5 is not a name; "5" or "005" is its number
+            raise UnknownMigration(name, self.todo)
         if name in self.files:
             return name
-        text = str(name).strip()
+        text = name.strip()
         if text.isdigit():
             matches = [full for full in self.files if int(full[:3]) == int(text)]
             if len(matches) == 1:
@@ -242,17 +151,37 @@ class Router(_Router):
         """sha256 of the migration file's bytes."""
         return hashlib.sha256(self.path(name).read_bytes()).hexdigest()
 
+    def load(self, name: str) -> Migration:
+        """Migration ``name``, loaded once per Router (InvalidMigration if it cannot be)."""
+        loaded = self.__dict__.setdefault("_loaded", {})
+        if name not in loaded:
+            loaded[name] = load_migration(name, self.path(name))
+        return loaded[name]
+
     def scope(self, name):
         """The migration module's globals (migrate, rollback, UPSTREAM ...)."""
-        path = self.path(name)
-        scope = {"__file__": str(path), "__name__": f"migration_{name}"}
-        # Compiled with its real file name, so tracebacks point into the file.
-        exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), scope)
-        return scope
+        return self.load(name).scope
 
     def read(self, name):
-        scope = self.scope(name)
-        return scope.get("migrate"), scope.get("rollback")
+        migration = self.load(name)
+        return migration.migrate, migration.rollback
+
+    def description(self, name: str) -> str:
+        """The first line of the migration's docstring ("" for a file that is gone)."""
+        if name not in self.files:
+            return ""
+        return describe(name, self.files[name])
+
+    def previous_checksums(self, name: str) -> set[str]:
+        """The checksums of earlier versions of the file that it declares harmless."""
+        return set(self.scope(name).get("PREVIOUS_CHECKSUMS", ()))
+
+    def require_reversible(self, names) -> None:
+        """IrreversibleMigration for the first of ``names`` that cannot be rolled back."""
+        for name in names:
+            migration = self.load(name)
+            if migration.irreversible:
+                raise IrreversibleMigration(name, migration.path)
 
     def record(self, names):
         """Mark ``names`` applied without running them (adoption, baseline)."""
@@ -265,6 +194,8 @@ class Router(_Router):
         if fake:
             return super().run_one(name, migrator, fake=True, downgrade=downgrade, force=force)
         migrate, rollback = self.read(name)
+        if downgrade and rollback is None:
+            raise IrreversibleMigration(name, self.path(name))
         function = rollback if downgrade else migrate
         direction = "rollback" if downgrade else "migrate"
         logger.info("%s %s", direction, name)
@@ -273,8 +204,9 @@ class Router(_Router):
                 if is_postgres(self.database) and self.ddl_lock_timeout:
                     milliseconds = int(self.ddl_lock_timeout * 1000)
                     self.database.execute_sql(f"SET LOCAL lock_timeout = {milliseconds}")
-                if function is not None:
-                    function(migrator, self.database, fake=False)
+                function(migrator, self.database, fake=False)
+                if not downgrade:
+                    self._defer_concurrent_indexes(name, migrator)
                 migrator()
                 self._check_foreign_keys()
                 if downgrade:
@@ -295,6 +227,35 @@ class Router(_Router):
         if not is_postgres(self.database):
             return {}
         return dict(self.scope(name).get("POSTGRES_CONCURRENT_INDEXES", {}))
+
+    def _defer_concurrent_indexes(self, name, migrator):
+        """Take the plain builds of the declared concurrent indexes out of the transaction.
+
+        The file runs each as a plain CREATE INDEX on PostgreSQL (so that
+        peewee-migrate's own runner makes the same schema); this runner builds it
+        CONCURRENTLY after the commit instead (build_concurrent_indexes).
+        """
+        declared = self.concurrent_indexes(name)
+        if not declared:
+            return
+        plain = {_normal(_PLAIN.sub("", statement)): index
+                 for index, statement in declared.items()}
+        kept, deferred = [], set()
+        for op in migrator.__ops__:
+            sql = _sql_of(op)
+            if sql is not None and _normal(sql) in plain:
+                deferred.add(plain[_normal(sql)])
+            else:
+                kept.append(op)
+        missing = sorted(set(declared) - deferred)
+        if missing:
+            raise ValueError(
+                f"it declares {', '.join(missing)} in POSTGRES_CONCURRENT_INDEXES, but its "
+                "migrate() does not run the same statement without CONCURRENTLY on "
+                "PostgreSQL, which peewee-migrate's own runner (pw_migrate) would need to "
+                "build it: add migrator.sql(<the CREATE INDEX without CONCURRENTLY>)"
+            )
+        migrator.__ops__ = kept
 
     def build_concurrent_indexes(self, name, on_wait=None):
         """Build (or finish) the indexes migration ``name`` makes outside its transaction.
@@ -371,6 +332,22 @@ class SqliteForeignKeysOff:
 
     def __exit__(self, *exc):
         self.database.execute_sql("PRAGMA foreign_keys = ON")
+
+
+#: CONCURRENTLY in a CREATE INDEX statement, to get its plain form.
+_PLAIN = re.compile(r"\bCONCURRENTLY\s+", re.IGNORECASE)
+
+
+def _normal(sql):
+    return " ".join(sql.split()).rstrip(";").upper()
+
+
+def _sql_of(op):
+    """The statement of a ``migrator.sql(...)`` operation; None for any other operation."""
+    fn = getattr(op, "fn", None)
+    if getattr(fn, "__name__", None) != "sql" or not getattr(op, "args", None):
+        return None
+    return op.args[0] if isinstance(op.args[0], str) else None
 
 
 def _utcnow():

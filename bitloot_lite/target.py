@@ -192,3 +192,30 @@ def expected(backend, step=None):
             del tables[table]
         enums.pop(_ENUM_OF_STEP.get(later), None)
     return schema
+
+
+# --------------------------------------------------------------------------- the Phase-1 variant
+# Upstream's Phase-1 InitOrders1710000000000 (commit 0be20d1) made order_items
+# WITHOUT quantity; upstream added it later (AddOrderItemPriceQuantity1736450000000)
+# as integer NOT NULL DEFAULT 1. A real database of that time has this shape; its
+# adoption adds the column (adopting.adoption_fixups), last in the table as
+# upstream's own later migration put it.
+
+#: (table, column) a Phase-1 database lacks, and the statement that adds it, per backend.
+PHASE1_MISSING_COLUMN = ("order_items", "quantity")
+PHASE1_ADD_COLUMN = {
+    "postgres": 'ALTER TABLE "order_items" ADD COLUMN "quantity" integer NOT NULL DEFAULT 1',
+    "sqlite": 'ALTER TABLE "order_items" ADD COLUMN "quantity" INTEGER NOT NULL DEFAULT 1',
+}
+
+
+def expected_phase1(backend, step):
+    """The schema after migration number ``step`` (1..STEPS) as upstream's Phase-1
+    migrations made it: ``expected(backend, step)`` without order_items.quantity."""
+    if step is None or isinstance(step, bool) or not isinstance(step, int) or step < 1:
+        raise ConfigurationError(f"no Phase-1 variant of migration step {step!r}")
+    schema = expected(backend, step)
+    table, column = PHASE1_MISSING_COLUMN
+    entry = schema["tables"][table]
+    entry["columns"] = [c for c in entry["columns"] if c["name"] != column]
+    return schema

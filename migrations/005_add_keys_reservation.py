@@ -10,6 +10,13 @@ from peewee_migrate import Migrator
 
 UPSTREAM = "AddKeysReservation1720000000000"
 
+# Earlier versions of this file, which made the same schema with bitloot-lite's
+# runner (they left the plain index out of POSTGRES_UP): not "edited" migrations.
+PREVIOUS_CHECKSUMS = (
+    "bca4803e8093064419ddd285834ce4a5af14b67d78f1d782a8433571de4c9989",
+    "ada682efeb27e9a7b15e1d2dfbc465cc8c5a803250ec0b7e6dd06dd8f15823af",
+)
+
 SQLITE_UUID = (
     "(lower(hex(randomblob(4))) || '-' || lower(hex(randomblob(2))) || '-4' || "
     "substr(lower(hex(randomblob(2))), 2) || '-' || "
@@ -26,10 +33,12 @@ RESERVATION_INDEX = (
 )
 
 # On PostgreSQL the index on the existing (possibly large) orders table is
-# built by the runner after this migration's transaction commits, with CREATE
-# INDEX CONCURRENTLY: a plain CREATE INDEX would block every write to orders
-# for the whole build. The runner also finishes a build a killed deploy left
-# missing or INVALID. {index name: statement}
+# built by bitloot-lite's runner after this migration's transaction commits,
+# with CREATE INDEX CONCURRENTLY: a plain CREATE INDEX would block every write
+# to orders for the whole build. The runner also finishes a build a killed
+# deploy left missing or INVALID. {index name: statement}. POSTGRES_UP runs the
+# plain statement too: bitloot-lite's runner takes it out of the transaction,
+# peewee-migrate's own (pw_migrate) builds it in place, so both make the index.
 POSTGRES_CONCURRENT_INDEXES = {
     "IDX_orders_kinguinReservationId": RESERVATION_INDEX.replace(
         "CREATE INDEX", "CREATE INDEX CONCURRENTLY", 1
@@ -52,6 +61,7 @@ POSTGRES_UP = [
     CONSTRAINT "PK_e63d5d51e0192635ab79aa49644" PRIMARY KEY ("id")
 )""",
     *KEYS_INDEXES,
+    RESERVATION_INDEX,
 ]
 
 SQLITE_UP = [

@@ -57,11 +57,13 @@ def status_lines(db_url):
     result = status_ok("--database", db_url)
     rows = []
     for line in result.stdout.splitlines():
-        state, name, *rest = line.split()
+        state, name, *rest = line.split("  ")  # then (its time, and) its description
         if state == "applied":
-            assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", " ".join(rest)), line
+            assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", rest[0]), line
+            rest = rest[1:]
         else:
-            assert state == "pending" and not rest, line
+            assert state == "pending", line
+        assert len(rest) == 1 and rest[0].strip(), line
         rows.append((state, name))
     return rows
 
@@ -167,7 +169,10 @@ def test_status_lists_applied_then_pending_in_order(db_url):
         ["pending", "004_orders_status_enum"],
         ["pending", "005_add_keys_reservation"],
     ]
-    assert all(line.endswith(" UTC") for line in lines[:3])
+    assert all(" UTC  " in line for line in lines[:3])
+    # Each with its description, its docstring's first line.
+    assert lines[0].endswith("  the orders and order_items tables.")
+    assert lines[3].endswith("  orders.status becomes an enum.")
 
 
 # --- rollback --------------------------------------------------------------

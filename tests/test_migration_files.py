@@ -7,11 +7,19 @@ an error naming the files, never a file silently left out.
 """
 
 import pytest
+from conftest import MIGRATIONS, MIGRATIONS_DIR, fetch, opened, run_cli, throwaway_url
 
 import bitloot_lite
-from bitloot_lite.errors import InvalidMigrationFiles, MigrationsNotFound, UnknownMigration
+from bitloot_lite.errors import (
+    EditedMigration,
+    InvalidMigration,
+    InvalidMigrationFiles,
+    IrreversibleMigration,
+    MigrationFailed,
+    MigrationsNotFound,
+    UnknownMigration,
+)
 from bitloot_lite.runner import Router, migration_files
-from conftest import MIGRATIONS, MIGRATIONS_DIR, fetch, run_cli
 
 #: The first number free for a user's migration, whatever the shipped ones are.
 NEXT = int(MIGRATIONS[-1][:3]) + 1
@@ -245,3 +253,234 @@ def test_the_cli_names_every_bad_file_and_runs_nothing(db_url, user_dir):
     with bitloot_lite.connect(db_url) as database:
         assert fetch(database, "SELECT 1") == [(1,)]
         assert not {"orders", "migratehistory"} & set(database.get_tables())
+
+
+# --- safety at load and at rollback --------------------------------------------------------------
+
+NO_ROLLBACK = '''\
+"""{name}: a table, and no way back."""
+
+
+def migrate(migrator, database, *, fake=False):
+    migrator.sql('CREATE TABLE "{table}" ("id" integer PRIMARY KEY)')
+'''
+
+NOOP_ROLLBACK = '''\
+"""{name}: nothing to undo (a data fix-up that may stay)."""
+
+ROLLBACK = "noop"
+
+
+def migrate(migrator, database, *, fake=False):
+    migrator.sql(\'\'\'UPDATE "orders" SET "email" = lower("email")\'\'\')
+'''
+
+PASS_ROLLBACK = NOOP_ROLLBACK.replace('ROLLBACK = "noop"\n', "") + '''
+
+def rollback(migrator, database, *, fake=False):
+    pass
+'''
+
+NO_MIGRATE = '''\
+"""{name}: forgot its migrate()."""
+
+
+def rollback(migrator, database, *, fake=False):
+    pass
+'''
+
+SYNTAX_ERROR = '''\
+"""{name}: a typo on line 5."""
+
+
+def migrate(migrator, database, *, fake=False)
+    migrator.sql("SELECT 1")
+'''
+
+IMPORT_ERROR = '''\
+"""{name}: imports what is not installed, on line 3."""
+
+import no_such_module_anywhere  # noqa
+
+
+def migrate(migrator, database, *, fake=False):
+    pass
+'''
+
+
+def history(database):
+    return [state.name for state in bitloot_lite.status(database) if state.applied]
+
+
+def test_rolling_back_a_migration_without_rollback_refuses_before_touching_anything(
+    database, user_dir
+):
+    gone = user_migration(user_dir, f"{NEXT:03d}_forever", NO_ROLLBACK, table="forever")
+    note = user_migration(user_dir, f"{NEXT + 1:03d}_orders_note")
+    bitloot_lite.migrate(database, migrations_dir=user_dir)
+
+    for steps in (2, 1 + len(MIGRATIONS)):  # note (reversible) is not undone either
+        with pytest.raises(IrreversibleMigration) as info:
+            bitloot_lite.rollback(database, steps=steps, migrations_dir=user_dir)
+        assert info.value.name == gone.stem
+        assert str(gone) in str(info.value)
+
+    assert "note" in columns(database, "orders") and "forever" in database.get_tables()
+    assert [s.name for s in bitloot_lite.status(database, migrations_dir=user_dir)
+            if s.applied] == [*MIGRATIONS, gone.stem, note.stem]
+    assert bitloot_lite.rollback(database, migrations_dir=user_dir) == [note.stem]
+
+
+def test_the_cli_refusal_names_the_irreversible_migration(db_url, user_dir):
+    gone = user_migration(user_dir, f"{NEXT:03d}_forever", NO_ROLLBACK, table="forever")
+    where = ["--database", db_url, "--migrations", user_dir]
+    assert run_cli("migrate", "-q", *where).exit_code == 0
+
+    result = run_cli("rollback", *where)
+
+    assert result.exit_code == 1 and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("Error: migration ") and gone.stem in line
+    assert "irreversible" in line and 'ROLLBACK = "noop"' in line
+
+
+@pytest.mark.parametrize("template", [NOOP_ROLLBACK, PASS_ROLLBACK], ids=["ROLLBACK-noop",
+                                                                          "def-rollback-pass"])
+def test_a_migration_declared_a_no_op_rolls_back(database, user_dir, template):
+    fixup = user_migration(user_dir, f"{NEXT:03d}_lower_emails", template)
+    assert bitloot_lite.migrate(database, migrations_dir=user_dir)[-1] == fixup.stem
+
+    assert bitloot_lite.rollback(database, migrations_dir=user_dir) == [fixup.stem]
+    assert history(database) == MIGRATIONS
+
+
+def test_rollback_noop_takes_only_that_value(database, user_dir):
+    user_migration(user_dir, f"{NEXT:03d}_odd", NOOP_ROLLBACK.replace('"noop"', '"none"'))
+    with pytest.raises(InvalidMigration, match='ROLLBACK = .none.: the only value'):
+        bitloot_lite.migrate(database, migrations_dir=user_dir)
+    assert history(database) == []
+
+
+@pytest.mark.parametrize("template,line,reason", [
+    (NO_MIGRATE, None, "defines no migrate("),
+    (SYNTAX_ERROR, 4, "SyntaxError"),
+    (IMPORT_ERROR, 3, "ModuleNotFoundError: No module named 'no_such_module_anywhere'"),
+], ids=["no-migrate", "syntax-error", "import-error"])
+def test_a_file_that_cannot_load_is_refused_before_anything_runs(
+    database, user_dir, template, line, reason
+):
+    broken = user_migration(user_dir, f"{NEXT + 1:03d}_broken", template)
+    user_migration(user_dir, f"{NEXT:03d}_orders_note")
+
+    with pytest.raises(InvalidMigration) as info:
+        bitloot_lite.migrate(database, migrations_dir=user_dir)
+
+    assert info.value.name == broken.stem and info.value.path == broken
+    assert info.value.line == line
+    assert reason in str(info.value)
+    assert history(database) == [] and "orders" not in database.get_tables()
+
+
+def test_the_cli_says_which_file_and_line_in_one_line(db_url, user_dir):
+    broken = user_migration(user_dir, f"{NEXT:03d}_broken", SYNTAX_ERROR)
+
+    for command in ("migrate", "sql"):
+        result = run_cli(command, "--database", db_url, "--migrations", user_dir)
+        assert result.exit_code == 1, result.output
+        (line,) = result.stderr.splitlines()
+        assert line.startswith(f"Error: migration {broken.stem} ({broken}, line 4)"), line
+        assert "Traceback" not in result.output
+
+
+# --- a migration's indexes built after the commit, on PostgreSQL ----------------------------------
+
+CONCURRENT = '''\
+"""{name}: an index on orders, built without blocking writes."""
+
+PLAIN = 'CREATE INDEX "IDX_orders_email" ON "orders" ("email")'
+POSTGRES_CONCURRENT_INDEXES = {{
+    "IDX_orders_email": PLAIN.replace("CREATE INDEX", "CREATE INDEX CONCURRENTLY"),
+}}
+
+
+def migrate(migrator, database, *, fake=False):
+    {body}
+
+
+def rollback(migrator, database, *, fake=False):
+    migrator.sql('DROP INDEX IF EXISTS "IDX_orders_email"')
+'''
+
+
+def index_names(database, table):
+    return {index.name for index in database.get_indexes(table)}
+
+
+def test_a_declared_concurrent_index_is_built_after_the_commit(database, user_dir):
+    index = user_migration(user_dir, f"{NEXT:03d}_orders_email", CONCURRENT,
+                           body="migrator.sql(PLAIN)")
+    steps = []
+
+    bitloot_lite.migrate(database, migrations_dir=user_dir, on_step=steps.append)
+
+    assert "IDX_orders_email" in index_names(database, "orders")
+    built = [step.name for step in steps if step.direction == "index"]
+    if database.__class__.__name__.startswith("Postgres"):
+        assert f"{index.stem}: IDX_orders_email" in built
+        (valid,) = fetch(database, "SELECT indisvalid FROM pg_index WHERE indexrelid = "
+                         """'"IDX_orders_email"'::regclass""")[0]
+        assert valid is True
+    else:
+        assert not any("IDX_orders_email" in name for name in built)  # in the transaction
+    bitloot_lite.rollback(database, migrations_dir=user_dir)
+    assert "IDX_orders_email" not in index_names(database, "orders")
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_a_declared_concurrent_index_that_migrate_does_not_run_is_refused(database, user_dir):
+    """pw_migrate would skip it: bitloot-lite refuses the file instead of hiding that."""
+    bad = user_migration(user_dir, f"{NEXT:03d}_orders_email", CONCURRENT, body="pass")
+    bitloot_lite.migrate(database)
+
+    with pytest.raises(MigrationFailed) as info:
+        bitloot_lite.migrate(database, migrations_dir=user_dir)
+
+    assert info.value.name == bad.stem
+    assert "IDX_orders_email" in str(info.value) and "pw_migrate" in str(info.value)
+    assert history(database) == MIGRATIONS
+
+
+def test_peewee_migrates_own_runner_makes_the_same_schema(db_url, request, tmp_path, backend):
+    """``pw_migrate migrate`` on the shipped folder: no index silently left out."""
+    import peewee_migrate
+
+    from bitloot_lite.schema import HISTORY_TABLE, snapshot
+
+    with opened(db_url) as ours:
+        bitloot_lite.migrate(ours)
+        expected = snapshot(ours)
+    (tmp_path / "pw").mkdir()
+    with throwaway_url(request, backend, tmp_path / "pw") as other_url, opened(other_url) as theirs:
+        if backend == "sqlite":  # 004 refuses to run with SQLite's foreign keys on
+            theirs.execute_sql("PRAGMA foreign_keys = OFF")
+        peewee_migrate.Router(theirs, migrate_dir=MIGRATIONS_DIR,
+                              migrate_table=HISTORY_TABLE).run()
+        assert "IDX_orders_kinguinReservationId" in index_names(theirs, "orders")
+        assert snapshot(theirs) == expected
+
+
+def test_a_history_row_of_an_earlier_version_of_005_is_not_an_edit(migrated):
+    """005 now runs its plain index in POSTGRES_UP too; databases that applied the earlier
+    file (its checksum in PREVIOUS_CHECKSUMS) are not told it was edited."""
+    from bitloot_lite.runner import Router
+
+    name = next(n for n in MIGRATIONS if n.startswith("005_"))
+    (old, *_) = Router(migrated).previous_checksums(name)
+    param = migrated.param
+    update = f'UPDATE "migratehistory" SET "checksum" = {param} WHERE "name" = {param}'
+    migrated.execute_sql(update, (old, name))
+    assert all(s.applied and not s.edited for s in bitloot_lite.status(migrated))
+
+    migrated.execute_sql(update, ("0" * 64, name))
+    with pytest.raises(EditedMigration):
+        bitloot_lite.status(migrated)
