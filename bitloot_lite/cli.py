@@ -19,20 +19,22 @@ import time
 
 import click
 
-from . import migrating
-from .db import is_postgres, is_sqlite, mask_url, open_database, redact, resolve_url, url_secrets
+from . import migrating, offline
+from .db import is_postgres, mask_url, open_database, redact, resolve_url, url_secrets
 from .errors import BitlootError, ConfigurationError
 
 logger = logging.getLogger("bitloot_lite.cli")
 
 
-def _common(command=None, *, error_exit=1):
+def _common(command=None, *, error_exit=1, needs_database=None):
     """--database, --migrations, -v and -q, shared by every command.
 
     A BitlootError exits with ``error_exit`` (1, or 2 where 1 means something else).
+    ``needs_database(kwargs)``: False where this call opens no database (``sql
+    --offline``, ``new``); the command then gets None for it.
     """
     if command is None:
-        return functools.partial(_common, error_exit=error_exit)
+        return functools.partial(_common, error_exit=error_exit, needs_database=needs_database)
 
     @click.option(
         "--database", "url", envvar="DATABASE_URL", metavar="URL",
@@ -52,6 +54,8 @@ def _common(command=None, *, error_exit=1):
         secrets = url_secrets(url)
         with _logging_to_stderr(verbose, secrets):
             try:
+                if needs_database is not None and not needs_database(kwargs):
+                    return command(None, mask_url(url), migrations_dir, **kwargs)
                 database = open_database(url)
                 try:
                     return command(database, mask_url(url), migrations_dir, **kwargs)
@@ -326,69 +330,78 @@ def status(database, where, migrations_dir, as_json, allow_edited):
 
 
 @cli.command()
-@click.option("--to", "to", metavar="NAME", help="Preview migrating up to this migration.")
+@click.option("--to", "to", metavar="NAME", help="Up to and including this migration.")
+@click.option("--from", "start", metavar="NAME",
+              help="From this migration on, applied or not (rendered as on an empty database "
+                   "with the earlier ones applied; the live database is not touched).")
 @click.option("--rollback", "rollback_steps", type=click.IntRange(min=1), metavar="N",
-              help="Preview rolling back N migrations instead.")
-@_exclusive("to", "rollback_steps")
-@_common
-def sql(database, where, migrations_dir, to, rollback_steps):
-    """Print the SQL that migrate (or rollback --steps N) would run; change nothing.
+              help="The rollback of N migrations instead.")
+@click.option("--offline", "offline_only", is_flag=True,
+              help="Open no database: render for --backend (or the URL's backend).")
+@click.option("--backend", type=click.Choice(offline.BACKENDS), default=None,
+              help="With --offline: the backend to render for [default: the URL's].")
+@click.option("--json", "as_json", is_flag=True, help="Print the statement list as JSON.")
+@_exclusive("start", "rollback_steps")
+@_common(needs_database=lambda kwargs: not kwargs["offline_only"])
+def sql(database, where, migrations_dir, to, start, rollback_steps, offline_only, backend,
+        as_json):
+    """Print the SQL that migrate (or rollback --steps N) would run, as a runnable script.
 
-    The statements are run in a transaction that is rolled back, so they are
-    exactly the ones this backend would run; the database, its history
-    table included, is left as it was. Reads are left out.
+    Values are inlined and the history rows included, in the transactions
+    migrate uses, so the output runs as-is in psql (-v ON_ERROR_STOP=1) or
+    sqlite3 and gives the same schema and history. On a live database the
+    pending migrations are run in a transaction that is rolled back: the
+    database, its history table included, is left as it was. --from (any
+    range, applied ones included) and --offline render them without touching
+    the database; --offline needs none at all.
 
     \b
     Example:
         bitloot-lite sql > pending.sql
         bitloot-lite sql --rollback 1
+        bitloot-lite sql --offline --backend postgres > all.sql
+        bitloot-lite sql --from 004_orders_status_enum --to 005_add_keys_reservation
     """
-    steps = migrating.preview(database, to=to, migrations_dir=migrations_dir,
-                              rollback_steps=rollback_steps)
-    if not steps:
+    if database is None or start is not None:
+        if database is not None:
+            backend = "postgres" if is_postgres(database) else "sqlite"
+        backend = backend or ("postgres" if where.startswith("postgres") else "sqlite")
+        where = f"an empty {backend} database"
+        blocks = offline.blocks(backend, migrations_dir, start=start, end=to,
+                                rollback_steps=rollback_steps)
+    else:
+        backend = "postgres" if is_postgres(database) else "sqlite"
+        blocks = offline.from_preview(migrating.preview(
+            database, to=to, migrations_dir=migrations_dir, rollback_steps=rollback_steps))
+    if as_json:
+        _say(json.dumps(offline.as_json(blocks, backend), indent=2))
+    elif not blocks:
         _say(f"-- nothing to {'roll back' if rollback_steps else 'migrate'} on {where}")
-    # migrate turns SQLite's foreign keys off around each migration's transaction.
-    pragmas = is_sqlite(database)
-    for name, direction, statements in steps:
-        _say(f"-- {direction} {name}")
-        if direction == "adopt":
-            _say("-- recorded as applied from the TypeORM history; not run")
-            _say()
-            continue
-        if direction == "after commit":
-            _say("-- outside any transaction (CONCURRENTLY)")
-            for statement, _params in statements:
-                _say(f"{statement.strip()};")
-            _say()
-            continue
-        if pragmas:
-            _say("PRAGMA foreign_keys = OFF;")
-        _say("BEGIN;")
-        for statement, params in statements:
-            text = statement.strip().rstrip(";")
-            _say(f"{text};" + (f"  -- params: {[str(p) for p in params]}" if params else ""))
-        if pragmas:
-            _say("PRAGMA foreign_key_check;")
-        _say("COMMIT;")
-        if pragmas:
-            _say("PRAGMA foreign_keys = ON;")
-        _say()
+    else:
+        click.echo(offline.text(blocks, backend), nl=False)
 
 
 @cli.command()
+@click.option("--models", "models", metavar="MODULE",
+              help="Your models module (dotted name or .py file): compare its models too.")
 @_json_option
 @_common(error_exit=2)
-def check(database, where, migrations_dir, as_json):
-    """Compare the live database with the models and docs/SCHEMA.md.
+def check(database, where, migrations_dir, models, as_json):
+    """Compare the live database with the schema its migrations build, and the models.
 
+    The expected schema is replayed on a scratch database of the same backend
+    (on PostgreSQL, a database of its own: the role needs CREATEDB). With
+    --models, your models are compared with the live database and with the
+    migrations: a model changed without a migration is a difference.
     Exit code 0 when they match, 1 with one line per difference when they
     drift, 2 on error.
 
     \b
     Example:
         bitloot-lite check --database postgresql://app@db/bitloot
+        bitloot-lite check --models myshop.models --migrations myshop/migrations
     """
-    differences, notes = migrating.check(database, migrations_dir)
+    differences, notes = migrating.check(database, migrations_dir, models=models)
     if as_json:
         _say(json.dumps({"database": where, "matches": not differences,
                          "differences": differences, "notes": notes}, indent=2))
@@ -740,6 +753,81 @@ def repair(database, where, migrations_dir, yes, lock_timeout):
     done = migrating.repair(database, migrations_dir, expected=planned,
                             lock_timeout=lock_timeout, on_wait=_print_wait)
     _say(f"{len(done)} history row(s) repaired on {where}")
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--auto", is_flag=True,
+              help="Write the difference between the models and the migrations.")
+@click.option("--models", "models", metavar="MODULE",
+              help="With --auto: your models module (dotted name or .py file) too.")
+@_common(needs_database=lambda kwargs: False)
+def new(database, where, migrations_dir, name, auto, models):
+    """Write the next migration, NNN_NAME.py, into your migrations folder (--migrations).
+
+    With --auto it holds the DDL for what the models (bitloot-lite's and those
+    of --models) declare and the migrations do not make: columns, indexes,
+    tables, type and nullability changes, for PostgreSQL and SQLite, with the
+    rollback of each. What cannot be written safely is a TODO entry, and the
+    migration refuses to run until it is edited. With no model change nothing
+    is written. Without --auto, an empty migration in the same format.
+
+    \b
+    Example:
+        bitloot-lite new orders_note --auto --models myshop.models --migrations myshop/migrations
+        bitloot-lite new backfill_totals --migrations myshop/migrations
+    """
+    from . import authoring  # only `new` needs the renderer
+
+    written = authoring.new_migration(name, migrations_dir, auto=auto, models=models)
+    if written.path is None:
+        _say("no changes: the models match what the migrations make; nothing written")
+        return
+    _say(f"wrote {written.path} ({len(written.changes)} change(s))")
+    for change in written.changes:
+        _say(f"  {change.describe()}")
+    for item in written.todo:
+        click.echo(f"TODO: {item}", err=True)
+    if written.todo:
+        click.echo(f"{written.name} refuses to run until its TODO list is empty: edit it",
+                   err=True)
+
+
+@cli.command()
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--offline", "offline_only", is_flag=True,
+              help="Open no database: lint NAMEs (default: every migration), no row counts.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
+@_common(error_exit=2, needs_database=lambda kwargs: not kwargs["offline_only"])
+def lint(database, where, migrations_dir, names, offline_only, as_json):
+    """Check the SQL of the pending migrations (or of NAMEs) with squawk, and against the rows.
+
+    squawk (pip install 'bitloot-lite[lint]') lints each migration's PostgreSQL
+    SQL; connected to PostgreSQL, lint adds what only the database knows: a
+    blocking CREATE INDEX, a NOT NULL column without a default, a rewriting
+    type change or a foreign key without NOT VALID on a table with rows.
+    Exit code 0 when clean, 1 with one line per finding, 2 on error.
+
+    \b
+    Example:
+        bitloot-lite lint --database postgresql://app@db/bitloot
+        bitloot-lite lint --offline 006_orders_note --migrations myshop/migrations
+    """
+    from . import lint as linting  # squawk's wrapper, only for this command
+
+    findings, notes = linting.lint(database, migrations_dir, list(names) or None)
+    if as_json:
+        _say(json.dumps({"findings": [vars(f) for f in findings], "notes": notes}, indent=2))
+    else:
+        for note in notes:
+            _say(f"note: {note}")
+        for finding in findings:
+            click.echo(finding.line())
+    if findings:
+        click.echo(f"{len(findings)} finding(s)", err=True)
+        sys.exit(1)
+    if not as_json:
+        _say("no findings")
 
 
 def main():

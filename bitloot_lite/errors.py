@@ -471,3 +471,42 @@ class CopyMismatch(BitlootError):
         super().__init__(f"copy check failed on {table}: source has {source[0]} rows "
                          f"(checksum {source[1][:12]}), destination {destination[0]} rows "
                          f"(checksum {destination[1][:12]})")
+
+
+# -- issue 11 (h11b): check, sql, new, lint ---------------------------------------------
+
+
+class ScratchUnavailable(MigrationError):
+    """The scratch database ``name`` that ``check`` replays the migrations on could not be
+    made (``reason``): on PostgreSQL the role needs the CREATEDB privilege."""
+
+    def __init__(self, name, reason):
+        self.name = name
+        self.reason = reason
+        super().__init__(f"cannot create the scratch database {name} that check replays the "
+                         f"migrations on (the role needs CREATEDB): {reason}")
+
+
+class ModelsNotFound(ConfigurationError):
+    """``--models MODULE`` could not be imported (``reason``: the first line of the error)."""
+
+    def __init__(self, module, reason):
+        self.module = module
+        self.reason = reason
+        super().__init__(f"cannot import the models module {module!r}: {reason}")
+
+
+class LinterUnavailable(ConfigurationError):
+    """squawk (PyPI squawk-cli, the ``lint`` extra) is not installed."""
+
+    def __init__(self):
+        super().__init__("squawk is not installed: pip install 'bitloot-lite[lint]' "
+                         "(PyPI squawk-cli)")
+
+
+class LinterFailed(MigrationError):
+    """squawk ran but failed (``reason``: the first line of its error)."""
+
+    def __init__(self, reason):
+        self.reason = reason
+        super().__init__(f"squawk failed: {reason}")

@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from . import adopting, schema, target
+from . import adopting, replay, schema
 from .db import is_postgres, is_sqlite, recording
 from .errors import (
     EditedMigration,
@@ -241,8 +241,16 @@ def _sequence_kept(database):
         database.execute_sql("SELECT setval(%s, %s, %s)", (sequence, last_value, is_called))
 
 
-def check(database, migrations_dir=None):
-    """How the live database drifts from the migrations' schema and from the models.
+def check(database, migrations_dir=None, models=None):
+    """How the live database drifts from the schema its migrations build, and from the models.
+
+    The expected schema is what the applied migrations build, replayed on a
+    scratch database of the same backend (see replay.py), so it holds for any
+    set of migrations, the user's own included. ``models``: the models module
+    of the user's (a dotted name or a .py path; see :func:`autogenerate.models`)
+    whose fields and tables are compared too, with the live database and with
+    the state the migrations record (Django's ``makemigrations --check``): a
+    model extended without a migration is a difference.
 
     Returns (differences, notes): one readable line each; no differences means
     it matches. Harmless leftovers of a TypeORM-made database are notes.
@@ -261,11 +269,27 @@ def check(database, migrations_dir=None):
     if applied != todo[: len(applied)]:
         differences.append("migrations applied out of order: cannot name the expected schema")
         return differences, notes
-    backend = "postgres" if is_postgres(database) else "sqlite"
     live = schema.snapshot(database)
-    differences += schema.compare(live, target.expected(backend, len(applied)), notes)
-    if not waiting:
-        differences += schema.compare_models(database, MODELS, live)
+    differences += schema.compare(live, replay.built_schema(database, applied, migrations_dir),
+                                  notes)
+    if models is None:
+        if not waiting:
+            for line in schema.compare_models(database, MODELS, live):
+                # A column of the user's migrations that no model declares: without
+                # --models that is the user's module's business, not drift.
+                (notes if " not declared by " in line else differences).append(
+                    f"{line} (declare it in a --models module to use it)"
+                    if " not declared by " in line else line)
+        return differences, notes
+    from . import autogenerate  # the model comparison is only loaded when asked for
+
+    # The user's module extends our models for the comparison only.
+    with autogenerate.extended_models(models) as all_models:
+        differences += [f"{change.describe()}: no migration makes it (see `bitloot-lite "
+                        "new --auto`)" for change in autogenerate.changes(
+                            all_models, migrations_dir, names=todo)]
+        if not waiting:
+            differences += schema.compare_models(database, all_models, live)
     return differences, notes
 
 

@@ -1,0 +1,114 @@
+"""The schema a set of migrations builds: replayed on a scratch database of the same backend.
+
+``check`` compares the live database with this, not with a fixed list, so a
+user's own migrations are checked as the shipped ones are. The migrations run
+through bitloot-lite's runner (each in its transaction, SQLite's foreign keys
+off around it, PostgreSQL's concurrent indexes built after the commit), so
+the scratch schema is exactly what ``migrate`` makes.
+
+Where the scratch database lives:
+
+- SQLite: a file in a temporary folder, removed afterwards.
+- PostgreSQL: a database of its own on the same server (``CREATE DATABASE
+  ... TEMPLATE template0``), dropped afterwards. Not a schema inside the live
+  database: a ``CREATE INDEX CONCURRENTLY`` there would wait for every
+  long transaction of the live database, and a killed check would leave
+  objects behind in it. It needs the CREATEDB privilege; without it the
+  error says so (:class:`~bitloot_lite.errors.ScratchUnavailable`).
+
+The snapshot is cached in-process per (backend, server version, each
+migration's name and checksum): ``check`` runs often, the replay once.
+"""
+
+import contextlib
+import copy
+import hashlib
+import logging
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+import peewee as pw
+
+from . import schema
+from .db import SQLITE_PRAGMAS, PostgresqlDatabase, is_postgres, is_sqlite, unwrap
+from .errors import ConfigurationError, ScratchUnavailable
+from .runner import Router
+
+__all__ = ["built", "built_schema", "scratch_database", "scratch_sqlite"]
+
+logger = logging.getLogger("bitloot_lite.migrating")
+
+#: (backend, server version, ((name, checksum), ...)) -> snapshot
+_CACHE: dict = {}
+
+#: Scratch PostgreSQL databases are named with this prefix (and dropped after use).
+SCRATCH_PREFIX = "bitloot_scratch_"
+
+
+@contextlib.contextmanager
+def scratch_sqlite():
+    """A new, empty SQLite database in a temporary folder (our pragmas), connected;
+    closed and removed after the block."""
+    folder = tempfile.mkdtemp(prefix="bitloot-scratch-")
+    scratch = pw.SqliteDatabase(str(Path(folder) / "scratch.db"),
+                                pragmas=list(SQLITE_PRAGMAS.items()))
+    try:
+        scratch.connect()
+        yield scratch
+    finally:
+        scratch.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def scratch_database(database: pw.Database):
+    """A new, empty database of ``database``'s backend (its server, for PostgreSQL),
+    connected; closed and removed after the block."""
+    database = unwrap(database)
+    if is_sqlite(database):
+        with scratch_sqlite() as scratch:
+            yield scratch
+        return
+    if not is_postgres(database):
+        raise ConfigurationError(f"cannot replay migrations on a {type(database).__name__}")
+    name = f"{SCRATCH_PREFIX}{uuid.uuid4().hex[:12]}"
+    try:
+        # template0: template1 may hold tables or types of the site's own.
+        database.execute_sql(f'CREATE DATABASE "{name}" TEMPLATE template0')
+    except pw.DatabaseError as exc:
+        lines = str(exc).strip().splitlines()
+        raise ScratchUnavailable(name, lines[0] if lines else type(exc).__name__) from None
+    scratch = PostgresqlDatabase(name, **database.connect_params)
+    try:
+        scratch.connect()
+        yield scratch
+    finally:
+        scratch.close()
+        database.execute_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def built(database: pw.Database, router: Router, names: list[str]) -> None:
+    """Apply ``names`` (in order) to the empty ``database`` as ``migrate`` would,
+    concurrent indexes included; no lock (nobody else knows the database)."""
+    for name in names:
+        router.run_one(name, router.migrator, fake=False)
+        router.build_concurrent_indexes(name)
+
+
+def built_schema(database: pw.Database, names: list[str], migrations_dir=None) -> dict:
+    """The snapshot (``schema.snapshot``) of what migrations ``names`` build on
+    ``database``'s backend; a fresh copy each call."""
+    source = Router(database, migrations_dir)
+    backend = "postgres" if is_postgres(database) else "sqlite"
+    version = unwrap(database).server_version if backend == "postgres" else None
+    files = tuple((name, hashlib.sha256(source.path(name).read_bytes()).hexdigest())
+                  for name in names)
+    key = (backend, version, files)
+    if key not in _CACHE:
+        with scratch_database(database) as scratch:
+            built(scratch, Router(scratch, migrations_dir), names)
+            _CACHE[key] = schema.snapshot(scratch)
+        logger.info("replayed %d migration(s) on a scratch %s database", len(names), backend)
+    return copy.deepcopy(_CACHE[key])
