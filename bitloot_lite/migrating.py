@@ -92,9 +92,10 @@ def status(database, migrations_dir=None, allow_edited=False):
     names = sorted(set(todo) | set(history))
     return [
         MigrationState(name, history[name].applied_at if name in history else None,
-                       name in edited, router.description(name), name not in router.files,
-                       tuple(router.unbuilt_indexes(name)) if name in history and name in todo
-                       else ())
+                       edited=name in edited, description=router.description(name),
+                       missing=name not in router.files,
+                       unbuilt=tuple(router.unbuilt_indexes(name))
+                       if name in history and name in todo else ())
         for name in names
     ]
 
