@@ -30,7 +30,8 @@ def _backend(database):
 
 
 def _table_exists(database, table):
-    return table in database.get_tables()  # PostgreSQL: schema public, as snapshot() reads
+    # PostgreSQL: peewee reads the connection's current_schema(), as snapshot() does.
+    return table in database.get_tables()
 
 
 def typeorm_history(database):

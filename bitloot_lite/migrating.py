@@ -212,8 +212,11 @@ def _sequence_kept(database):
     if not is_postgres(database) or not database.table_exists(HISTORY_TABLE):
         yield
         return
+    # The history table of the connection's own schema (as table_exists found it),
+    # not whichever one the search_path would resolve first.
     (sequence,) = database.execute_sql(
-        "SELECT pg_get_serial_sequence(%s, 'id')", (f'"{HISTORY_TABLE}"',)
+        "SELECT pg_get_serial_sequence(format('%%I.%%I', current_schema(), %s::text), 'id')",
+        (HISTORY_TABLE,),
     ).fetchone()
     last_value, is_called = database.execute_sql(
         f"SELECT last_value, is_called FROM {sequence}"

@@ -221,7 +221,8 @@ class Router(_Router):
     def _index_valid(self, index):
         row = self.database.execute_sql(
             "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-            "WHERE c.relname = %s AND pg_table_is_visible(c.oid)", (index,)
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relname = %s AND n.nspname = current_schema()", (index,)
         ).fetchone()
         return None if row is None else row[0]
 
