@@ -19,11 +19,14 @@ from peewee_migrate.models import MigrateHistory
 from . import validating as check
 from .db import is_postgres, is_sqlite, unwrap
 from .errors import (
+    GRANT_READ,
+    RUN_AS_OWNER,
     ConfigurationError,
     MigrationFailed,
     MigrationsNotFound,
     UnknownMigration,
     ValidationError,
+    privilege_required,
 )
 from .fields import utcnow
 from .schema import HISTORY_TABLE
@@ -124,9 +127,10 @@ class Router(_Router):
         if not self.database.table_exists(HISTORY_TABLE):
             return {}
         checksum = ', "checksum"' if self._has_checksums() else ", NULL"
-        cursor = self.database.execute_sql(
-            f'SELECT "name", "migrated_at"{checksum} FROM "{HISTORY_TABLE}" ORDER BY "id"'
-        )
+        with privilege_required("reading the migration history", GRANT_READ):
+            cursor = self.database.execute_sql(
+                f'SELECT "name", "migrated_at"{checksum} FROM "{HISTORY_TABLE}" ORDER BY "id"'
+            )
         return {name: Applied(_aware(at), digest) for name, at, digest in cursor.fetchall()}
 
     def path(self, name):
@@ -153,7 +157,8 @@ class Router(_Router):
 
     def record(self, names):
         """Mark ``names`` applied without running them (adoption, baseline)."""
-        with self.database.atomic():
+        with privilege_required("recording migrations as applied", RUN_AS_OWNER), \
+                self.database.atomic():
             for name in names:
                 self.model.create(name=name, migrated_at=_utcnow(), checksum=self.checksum(name))
         self.__dict__.pop("migrator", None)  # replay the new history next time

@@ -17,6 +17,7 @@ from bitloot_lite.errors import ConfigurationError
 from bitloot_lite.schema import compare, current_schema, snapshot
 from bitloot_lite.target import expected
 
+
 def tables_by_schema(url):
     with opened(url) as database:
         rows = fetch(database, "SELECT schemaname, tablename FROM pg_tables "
