@@ -42,6 +42,7 @@ from .statements import (
     load,
     make,
     one,
+    reads,
     run,
     timestamps,
     uuid4s,
@@ -188,6 +189,7 @@ def attach_reservation(order, reservation_id):
 
 
 @api
+@reads
 def find_order_by_reservation(reservation_id):
     """The order holding Kinguin reservation ``reservation_id`` (one indexed query)."""
     reservation_id = check.text("reservation_id", reservation_id, 255)
@@ -274,6 +276,7 @@ def reveal_key(key):
 
 
 @api
+@reads
 def keys_for_order(order):
     """The keys of all the order's items, oldest first (one query)."""
     oid = check.model_id("order", Order, order)
@@ -285,6 +288,7 @@ def keys_for_order(order):
 
 
 @api
+@reads
 def unviewed_keys(older_than=None, limit=None):
     """Keys never revealed, oldest first (one query on IDX_keys_createdAt).
 
