@@ -276,3 +276,28 @@ def test_a_replica_needs_a_postgresql_primary(sqlite_url):
     with pytest.raises(ConfigurationError, match="PostgreSQL"):
         bl.connect(sqlite_url, replica="postgresql://postgres@127.0.0.1/x")
     bl.db.database_proxy.initialize(None)
+
+
+def test_the_readme_example_runs(topology):
+    primary, standby, url, replica_url = topology
+    import test_readme
+
+    (block,) = [b for b in test_readme.python_blocks() if "replica=" in b]
+    block = block.replace('"postgresql://app@primary/bitloot"', repr(url)).replace(
+        '"postgresql://app@replica/bitloot"', repr(replica_url))
+    database = bl.connect(url)
+    try:
+        if not Order.select().where(Order.kinguin_reservation_id == "kinguin-res-8f3a").exists():
+            paid_order("kinguin-res-8f3a")
+        wait_replayed(primary, standby)
+    finally:
+        database.close()
+    scope = {}
+    try:
+        exec(compile(block, "README.md", "exec"), scope)
+        assert scope["order"].kinguin_reservation_id == "kinguin-res-8f3a"
+        assert scope["db"].replica.ran_on_replica()
+        assert "kinguin-res-8f3a" in [o.kinguin_reservation_id for o in scope["recent"]]
+    finally:
+        scope["db"].close()
+        bl.db.database_proxy.initialize(None)
