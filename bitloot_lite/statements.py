@@ -26,7 +26,13 @@ import weakref
 import peewee as pw
 
 from .db import unwrap
-from .errors import SQLITE_LOCKED, ConfigurationError, DatabaseBusy, StorageError
+from .errors import (
+    INSUFFICIENT_PRIVILEGE,
+    SQLITE_LOCKED,
+    ConfigurationError,
+    DatabaseBusy,
+    StorageError,
+)
 from .fields import utcnow
 from .models import Key, Order, OrderItem, Payment, WebhookLog
 
@@ -208,6 +214,9 @@ def _describe(exc):
     original = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
     name = type(original).__name__
     code = getattr(original, "pgcode", None)
+    if code == INSUFFICIENT_PRIVILEGE:  # "permission denied for table orders": names, no data
+        lines = str(original).strip().splitlines()
+        return f"{name} (SQLSTATE {code}): {lines[0]}" if lines else f"{name} (SQLSTATE {code})"
     if code:
         return f"{name} (SQLSTATE {code})"
     if isinstance(exc, (pw.OperationalError, sqlite3.OperationalError)):
