@@ -22,6 +22,7 @@ model statement other than a SELECT outside a transaction, any COMMIT), so that
 a read that starts after a write returned, in any thread, sees it.
 """
 
+import functools
 import itertools
 import logging
 import threading
@@ -97,6 +98,7 @@ class Replica:
 
     def reader(self) -> pw.Database:
         """The database a read should run on now: the replica, or the primary (see above)."""
+        self._local.chosen = None  # a failure while choosing is not the replica's read
         chosen = self._choose()
         self._local.chosen = chosen
         return chosen
@@ -118,7 +120,7 @@ class Replica:
         if target is None and now - self._checked_at < self.check_every:
             return replica if self._usable else primary
         try:
-            recovering, replayed, lag = replica.execute_sql(_STATE, (target, target)).fetchone()
+            _recovering, replayed, lag = replica.execute_sql(_STATE, (target, target)).fetchone()
         except (pw.PeeweeException, BitlootError) + _driver_errors() as exc:
             self.failed(exc)
             return primary
@@ -250,6 +252,50 @@ def attach(primary: pw.Database, url: str, **options) -> Replica:
         primary.__class__ = _TRACKED[cls]
     primary.replica = replica
     return replica
+
+
+# -- the hooks the service layer calls (statements.py, services.py) ------------------------
+
+#: Per thread: ``reads = True`` while a ``reads`` call runs with a replica attached.
+_routing = threading.local()
+
+
+def reads(function):
+    """A read-only service call (under ``statements.api``): ``bound_database()`` gives
+    it the replica when the routing allows. A read the replica fails (it went down,
+    or canceled the query for its recovery) runs once more, on the primary."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        replica = getattr(unwrap(database_proxy), "replica", None)
+        if replica is None:
+            return function(*args, **kwargs)
+        _routing.reads = True
+        try:
+            return function(*args, **kwargs)
+        except (pw.PeeweeException,) + _driver_errors() as exc:
+            if not replica.ran_on_replica():
+                raise
+            replica.failed(exc)
+        finally:
+            _routing.reads = False
+        return function(*args, **kwargs)  # the replica is marked failed: the primary
+
+    return wrapper
+
+
+def routed(database: pw.Database) -> pw.Database:
+    """``database``, or, inside a ``reads`` call, where its read should run."""
+    if getattr(_routing, "reads", False):
+        return database.replica.reader()
+    return database
+
+
+def wrote(database: pw.Database) -> None:
+    """A write on ``database`` committed (outside a transaction): tell its replica."""
+    replica = getattr(database, "replica", None)
+    if replica is not None:
+        replica.wrote()
 
 
 def reader(database: pw.Database) -> pw.Database:

@@ -34,6 +34,7 @@ from .errors import (
 )
 from .fields import JSONField
 from .models import Key, Order, OrderItem, OrderStatus, Payment, PaymentStatus, WebhookLog
+from .replicas import reads
 from .statements import (
     KEY_BATCH,
     api,
@@ -42,7 +43,6 @@ from .statements import (
     load,
     make,
     one,
-    reads,
     run,
     timestamps,
     uuid4s,

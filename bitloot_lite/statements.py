@@ -20,11 +20,11 @@ import logging
 import os
 import re
 import sqlite3
-import threading
 import weakref
 
 import peewee as pw
 
+from . import replicas
 from .db import unwrap
 from .errors import (
     INSUFFICIENT_PRIVILEGE,
@@ -226,49 +226,12 @@ def _describe(exc):
 
 
 def bound_database():
-    """The database the models are bound to; inside a ``reads`` call, where its read
-    should run (its replica, or itself: see replicas.py)."""
+    """The database the models are bound to; inside a ``replicas.reads`` call, where
+    its read should run (its replica, or itself: see replicas.py)."""
     database = unwrap(Order._meta.database)
     if database is None:
         raise ConfigurationError("no database: call bitloot_lite.connect() first")
-    if getattr(_routing, "reads", False):
-        return database.replica.reader()
-    return database
-
-
-#: Per thread: ``reads = True`` while a ``reads`` call runs with a replica attached.
-_routing = threading.local()
-
-
-def reads(function):
-    """A read-only service call (under ``api``): ``bound_database()`` gives it the
-    replica when the routing allows. A read the replica fails (it went down, or
-    canceled the query for its recovery) runs once more, on the primary."""
-
-    @functools.wraps(function)
-    def wrapper(*args, **kwargs):
-        replica = getattr(unwrap(Order._meta.database), "replica", None)
-        if replica is None:
-            return function(*args, **kwargs)
-        _routing.reads = True
-        try:
-            return function(*args, **kwargs)
-        except _DATABASE_ERRORS as exc:
-            if not replica.ran_on_replica():
-                raise
-            replica.failed(exc)
-        finally:
-            _routing.reads = False
-        return function(*args, **kwargs)  # the replica is marked failed: the primary
-
-    return wrapper
-
-
-def _wrote(db):
-    """A write committed outside a transaction: tell the replica routing (if any)."""
-    replica = getattr(db, "replica", None)
-    if replica is not None:
-        replica.wrote()
+    return replicas.routed(database)
 
 
 #: The savepoint a call takes inside its caller's transaction. Calls never nest,
@@ -291,7 +254,7 @@ def write(db, name, params=(), arg=None, result=True):
     """
     if not (isinstance(db, pw.PostgresqlDatabase) and db.in_transaction()):
         cursor = run(db, name, params, arg)
-        _wrote(db)  # (in a transaction, its COMMIT tells the routing)
+        replicas.wrote(db)  # (in a transaction, its COMMIT tells the routing)
         return cursor
     try:
         cursor = run(db, name, params, arg, "open" if result else "wrap")
