@@ -22,10 +22,11 @@ import psycopg2
 from bitloot_lite import DatabaseUnavailable, StorageError
 from bitloot_lite.db import mask_url
 
-from . import local, online, scenarios
+from . import local, online, replica, scenarios
 from .common import Databases, Settings, machine, table
 
-SCENARIOS = ("checkout", "restock", "lookup", "startup", "migrate", "online", "demo", "copy")
+SCENARIOS = ("checkout", "restock", "lookup", "startup", "migrate", "online", "demo", "copy",
+             "replica")
 
 
 def parse(argv):
@@ -109,6 +110,8 @@ def _run_scenario(name, settings, databases):
                 return online.online(settings, databases)
             if name in ("demo", "copy"):
                 return getattr(local, name)(settings, databases)
+            if name == "replica":
+                return replica.replica(settings, databases)
             return getattr(scenarios, name)(settings, databases)
         except SERVER_GONE as exc:
             if attempt == ATTEMPTS:

@@ -28,6 +28,7 @@ from .errors import (
     ValidationError,
 )
 from .models import Key, Order, OrderItem, OrderStatus, Payment, PaymentStatus, WebhookLog
+from .replicas import from_replica, read_database
 from .services import (
     add_keys,
     attach_reservation,
@@ -92,8 +93,10 @@ __all__ = [
     "connect",
     "create_order",
     "find_order_by_reservation",
+    "from_replica",
     "keys_for_order",
     "mask_url",
+    "read_database",
     "migrate",
     "pending",
     "record_payment",

@@ -20,7 +20,7 @@ Nothing here writes to the database: recording is the runner's job.
 from dataclasses import dataclass
 
 from .db import is_postgres
-from .errors import AdoptionError, NeedsBaseline
+from .errors import GRANT_READ, AdoptionError, NeedsBaseline, privilege_required
 from .schema import HISTORY_TABLE, compare, snapshot
 from .target import (
     PHASE1_ADD_COLUMN,
@@ -42,14 +42,16 @@ def _backend(database):
 
 
 def _table_exists(database, table):
-    return table in database.get_tables()  # PostgreSQL: schema public, as snapshot() reads
+    # PostgreSQL: peewee reads the connection's current_schema(), as snapshot() does.
+    return table in database.get_tables()
 
 
 def typeorm_history(database):
     """The names in TypeORM's ``migrations`` table, ordered by id; None if there is none."""
     if not _table_exists(database, TYPEORM_TABLE):
         return None
-    cursor = database.execute_sql(f'SELECT "name" FROM "{TYPEORM_TABLE}" ORDER BY "id"')
+    with privilege_required("reading TypeORM's migration history", GRANT_READ):
+        cursor = database.execute_sql(f'SELECT "name" FROM "{TYPEORM_TABLE}" ORDER BY "id"')
     return [name for (name,) in cursor.fetchall()]
 
 
@@ -57,7 +59,8 @@ def recorded_history(database):
     """The names in our own history table, oldest first ([] when there is no such table)."""
     if not _table_exists(database, HISTORY_TABLE):
         return []
-    cursor = database.execute_sql(f'SELECT "name" FROM "{HISTORY_TABLE}" ORDER BY "id"')
+    with privilege_required("reading the migration history", GRANT_READ):
+        cursor = database.execute_sql(f'SELECT "name" FROM "{HISTORY_TABLE}" ORDER BY "id"')
     return [name for (name,) in cursor.fetchall()]
 
 

@@ -22,6 +22,7 @@ import click
 from . import migrating, offline
 from .db import is_postgres, mask_url, open_database, redact, resolve_url, url_secrets
 from .errors import BitlootError, ConfigurationError
+from .grants import apply_grants, grant_statements
 
 logger = logging.getLogger("bitloot_lite.cli")
 
@@ -828,6 +829,30 @@ def lint(database, where, migrations_dir, names, offline_only, as_json):
         sys.exit(1)
     if not as_json:
         _say("no findings")
+
+
+@cli.command()
+@click.argument("role")
+@click.option("--apply", "apply_them", is_flag=True,
+              help="Run the statements (connected as the owner of the tables).")
+@_common
+def grants(database, where, migrations_dir, role, apply_them):
+    """Print the GRANT statements the application role ROLE needs; --apply runs them.
+
+    DML on the tables, USAGE on the schema and the enum types, SELECT on the
+    migration history (for status and check): no DDL, no writes to the
+    history. Run it as the owner after each migrate that adds a table.
+
+    \b
+    Example:
+        bitloot-lite grants bitloot_app > grants.sql
+        bitloot-lite grants bitloot_app --apply --database postgresql://owner@db/bitloot
+    """
+    statements = (apply_grants if apply_them else grant_statements)(database, role)
+    for statement in statements:
+        _say(f"{statement};")
+    if apply_them:
+        _say(f"-- {len(statements)} statement(s) run on {where}")
 
 
 def main():

@@ -287,9 +287,26 @@ def open_database(url=None):
     return database
 
 
-def connect(url=None):
-    """Open the database at ``url`` and bind every model to it; returns the Database."""
+def connect(url=None, replica=None, *, max_replica_lag=None):
+    """Open the database at ``url`` and bind every model to it; returns the Database.
+
+    ``replica``: the URL of a read replica of that database (PostgreSQL): the
+    read-only service calls, and model queries through ``from_replica``, read
+    there, with read-your-writes (see replicas.py); the replica is opened on the
+    first read, so one that is down never stops ``connect``. By default
+    $DATABASE_REPLICA_URL, but only when ``url`` is None as well (it pairs with
+    $DATABASE_URL: a replica of another database would serve wrong rows); ""
+    for none. ``max_replica_lag``: seconds behind the primary past which reads
+    go to the primary (default replicas.DEFAULT_MAX_LAG).
+    """
+    if replica is None and url is None:
+        replica = os.environ.get("DATABASE_REPLICA_URL")
     database = open_database(url)
+    if replica:
+        from .replicas import attach  # here: db.py knows nothing of routing until asked
+
+        options = {} if max_replica_lag is None else {"max_lag": max_replica_lag}
+        attach(database, replica, **options)
     database_proxy.initialize(database)
     return database
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from . import adopting, replay, schema
 from .db import is_postgres, is_sqlite, recording
 from .errors import (
+    RUN_AS_OWNER,
     EditedMigration,
     MigrationError,
     MigrationFailed,
@@ -24,6 +25,7 @@ from .errors import (
     OutOfOrder,
     UnknownMigration,
     ValidationError,
+    privilege_required,
 )
 from .locking import migration_lock
 from .models import MODELS
@@ -230,12 +232,17 @@ def _sequence_kept(database):
     if not is_postgres(database) or not database.table_exists(HISTORY_TABLE):
         yield
         return
+    # The history table of the connection's own schema (as table_exists found it),
+    # not whichever one the search_path would resolve first.
     (sequence,) = database.execute_sql(
-        "SELECT pg_get_serial_sequence(%s, 'id')", (f'"{HISTORY_TABLE}"',)
+        "SELECT pg_get_serial_sequence(format('%%I.%%I', current_schema(), %s::text), 'id')",
+        (HISTORY_TABLE,),
     ).fetchone()
-    last_value, is_called = database.execute_sql(
-        f"SELECT last_value, is_called FROM {sequence}"
-    ).fetchone()
+    # The preview writes history rows: only the owner may (the app role has SELECT).
+    with privilege_required("previewing the migrations' SQL", RUN_AS_OWNER):
+        last_value, is_called = database.execute_sql(
+            f"SELECT last_value, is_called FROM {sequence}"
+        ).fetchone()
     try:
         yield
     finally:

@@ -18,12 +18,15 @@ from peewee_migrate.models import MigrateHistory
 from . import validating as check
 from .db import driver_error, is_postgres, is_sqlite, sqlite_full, unwrap
 from .errors import (
+    GRANT_READ,
+    RUN_AS_OWNER,
     SQLITE_FULL,
     ConfigurationError,
     DatabaseFull,
     IrreversibleMigration,
     MigrationFailed,
     UnknownMigration,
+    privilege_required,
 )
 from .fields import utcnow
 from .loading import (  # noqa: F401 (re-exported: runner.migration_files is the contract)
@@ -124,9 +127,10 @@ class Router(_Router):
         if not self.database.table_exists(HISTORY_TABLE):
             return {}
         checksum = ', "checksum"' if self._has_checksums() else ", NULL"
-        cursor = self.database.execute_sql(
-            f'SELECT "name", "migrated_at"{checksum} FROM "{HISTORY_TABLE}" ORDER BY "id"'
-        )
+        with privilege_required("reading the migration history", GRANT_READ):
+            cursor = self.database.execute_sql(
+                f'SELECT "name", "migrated_at"{checksum} FROM "{HISTORY_TABLE}" ORDER BY "id"'
+            )
         return {name: Applied(_aware(at), digest) for name, at, digest in cursor.fetchall()}
 
     def path(self, name: str) -> Path:
@@ -187,7 +191,8 @@ class Router(_Router):
 
     def record(self, names):
         """Mark ``names`` applied without running them (adoption, baseline)."""
-        with self.database.atomic():
+        with privilege_required("recording migrations as applied", RUN_AS_OWNER), \
+                self.database.atomic():
             for name in names:
                 self.model.create(name=name, migrated_at=_utcnow(), checksum=self.checksum(name))
         self.__dict__.pop("migrator", None)  # replay the new history next time
@@ -310,7 +315,8 @@ class Router(_Router):
     def _index_valid(self, index):
         row = self.database.execute_sql(
             "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-            "WHERE c.relname = %s AND pg_table_is_visible(c.oid)", (index,)
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relname = %s AND n.nspname = current_schema()", (index,)
         ).fetchone()
         return None if row is None else row[0]
 

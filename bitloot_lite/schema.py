@@ -1,8 +1,10 @@
 """The live schema as data: read it from the catalog, and compare it with the target.
 
 ``snapshot(database)`` reads every user table but the migration history (on
-PostgreSQL, of schema public) into plain, sorted, JSON-serialisable data, the
-same shape on SQLite and PostgreSQL::
+PostgreSQL, of the schema the connection creates its tables in,
+``current_schema()``: the first existing one of its search_path, set by the
+URL's ``options`` or the role's default; never ``public`` by name) into plain,
+sorted, JSON-serialisable data, the same shape on SQLite and PostgreSQL::
 
     {"backend": "postgres" | "sqlite",
      "enums": {name: [label, ...]},                    # PostgreSQL only
@@ -88,7 +90,7 @@ SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
-WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> %s
+WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') AND c.relname <> %s
 ORDER BY c.relname, a.attnum"""
 
 _PG_ATTNAMES = """ARRAY(SELECT a.attname::text FROM unnest({keys}) WITH ORDINALITY k(num, i)
@@ -102,7 +104,7 @@ SELECT t.relname, con.conname, con.contype,
 FROM pg_constraint con JOIN pg_class t ON t.oid = con.conrelid
 JOIN pg_namespace n ON n.oid = t.relnamespace
 LEFT JOIN pg_class r ON r.oid = con.confrelid
-WHERE n.nspname = 'public' AND con.contype IN ('p', 'f', 'u', 'c')"""
+WHERE n.nspname = current_schema() AND con.contype IN ('p', 'f', 'u', 'c')"""
 
 _PG_INDEXES = """
 SELECT t.relname, i.relname, x.indisunique, x.indisvalid,
@@ -113,17 +115,37 @@ SELECT t.relname, i.relname, x.indisunique, x.indisvalid,
              WHERE k.i <= x.indnkeyatts ORDER BY k.i)
 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
 JOIN pg_namespace n ON n.oid = t.relnamespace
-WHERE n.nspname = 'public' AND NOT EXISTS (
+WHERE n.nspname = current_schema() AND NOT EXISTS (
     SELECT 1 FROM pg_constraint con
     WHERE con.conindid = x.indexrelid AND con.contype IN ('p', 'u', 'x'))"""
 
 _PG_ENUMS = """
 SELECT t.typname, e.enumlabel FROM pg_type t
 JOIN pg_namespace n ON n.oid = t.typnamespace JOIN pg_enum e ON e.enumtypid = t.oid
-WHERE n.nspname = 'public' ORDER BY t.typname, e.enumsortorder"""
+WHERE n.nspname = current_schema() ORDER BY t.typname, e.enumsortorder"""
+
+
+def current_schema(database):
+    """The schema ``database``'s unqualified names create tables in (PostgreSQL).
+
+    The first schema of the session's search_path that exists: what the URL's
+    ``options=-c search_path=...`` or the role's ``ALTER ROLE ... SET search_path``
+    chose, ``public`` only by default. Every catalog query here reads that
+    schema, so a database kept in ``shop`` is read in ``shop`` even when
+    ``public`` also holds tables of the same names. ConfigurationError when no
+    schema of the search_path exists (PostgreSQL would refuse to create a table).
+    """
+    (schema,) = database.execute_sql("SELECT current_schema()").fetchone()
+    if schema is None:
+        (path,) = database.execute_sql("SELECT current_setting('search_path')").fetchone()
+        raise ConfigurationError(f"no schema of the search_path ({path}) exists in this "
+                                 "database: create it, or fix the URL's options or the "
+                                 "role's search_path")
+    return schema
 
 
 def _snapshot_postgres(database):
+    current_schema(database)  # a clear error rather than "every table missing"
     tables = {}
     for table, name, type_, notnull, default, comment in database.execute_sql(
         _PG_COLUMNS, (HISTORY_TABLE,)

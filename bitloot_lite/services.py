@@ -35,6 +35,7 @@ from .errors import (
 )
 from .fields import JSONField
 from .models import Key, Order, OrderItem, OrderStatus, Payment, PaymentStatus, WebhookLog
+from .replicas import reads
 from .statements import (
     DATABASE_ERRORS,
     KEY_BATCH,
@@ -206,6 +207,7 @@ _STORAGE_REF_UNIQUE = ("UQ_keys_storageRef", "keys.storageRef")
 
 
 @api
+@reads
 def find_order_by_reservation(reservation_id):
     """The order holding Kinguin reservation ``reservation_id`` (one indexed query)."""
     reservation_id = check.text("reservation_id", reservation_id, 255)
@@ -311,6 +313,7 @@ def reveal_key(key):
 
 
 @api
+@reads
 def keys_for_order(order):
     """The keys of all the order's items, oldest first (one query)."""
     oid = check.model_id("order", Order, order)
@@ -322,6 +325,7 @@ def keys_for_order(order):
 
 
 @api
+@reads
 def unviewed_keys(older_than=None, limit=None):
     """Keys never revealed, oldest first (one query on IDX_keys_createdAt).
 

@@ -25,8 +25,10 @@ import weakref
 
 import peewee as pw
 
+from . import replicas
 from .db import driver_error, sqlite_full, unwrap
 from .errors import (
+    INSUFFICIENT_PRIVILEGE,
     SQLITE_LOCKED,
     ConfigurationError,
     DatabaseBusy,
@@ -267,6 +269,9 @@ def _describe(exc):
     original = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
     name = type(original).__name__
     code = getattr(original, "pgcode", None)
+    if code == INSUFFICIENT_PRIVILEGE:  # "permission denied for table orders": names, no data
+        lines = str(original).strip().splitlines()
+        return f"{name} (SQLSTATE {code}): {lines[0]}" if lines else f"{name} (SQLSTATE {code})"
     if code:
         return f"{name} (SQLSTATE {code})"
     if isinstance(exc, (pw.OperationalError, sqlite3.OperationalError)):
@@ -295,10 +300,12 @@ def unique_violation(exc):
 
 
 def bound_database():
+    """The database the models are bound to; inside a ``replicas.reads`` call, where
+    its read should run (its replica, or itself: see replicas.py)."""
     database = unwrap(Order._meta.database)
     if database is None:
         raise ConfigurationError("no database: call bitloot_lite.connect() first")
-    return database
+    return replicas.routed(database)
 
 
 #: The savepoint a call takes inside its caller's transaction. Calls never nest,
@@ -320,7 +327,9 @@ def write(db, name, params=(), arg=None, result=True):
     ``RELEASE`` afterwards (psycopg2 keeps only the last statement's result).
     """
     if not (isinstance(db, pw.PostgresqlDatabase) and db.in_transaction()):
-        return run(db, name, params, arg)
+        cursor = run(db, name, params, arg)
+        replicas.wrote(db)  # (in a transaction, its COMMIT tells the routing)
+        return cursor
     try:
         cursor = run(db, name, params, arg, "open" if result else "wrap")
     except _DATABASE_ERRORS:

@@ -3,17 +3,14 @@ connection, a SQLite database locked by another writer, and bad input at every p
 entry point.
 
 Nothing is mocked. Kills are real SIGKILLs of real ``python -m bitloot_lite migrate``
-processes; the restarts restart the real server (``pg_ctlcluster``) that
-$BITLOOT_TEST_PG_URL names, so they need it to be a local cluster and root, as in CI
-(elsewhere they are skipped, and under CI=true they fail); every such test leaves the
-server running and ready.
+processes; the restarts restart a real server, a private one the test starts for itself
+(tests/servers.py), never the shared one.
 """
 
 import contextlib
 import datetime as dt
 import hashlib
 import math
-import os
 import re
 import shutil
 import signal
@@ -31,6 +28,7 @@ from urllib.parse import urlsplit
 import conftest
 import peewee as pw
 import pytest
+import servers
 from conftest import (
     MIGRATIONS,
     MIGRATIONS_DIR,
@@ -518,50 +516,12 @@ def test_a_migrate_killed_during_the_concurrent_index_build(db_url, tmp_path, or
 # --------------------------------------------------------------------------- server restarts
 
 
-def _local_cluster(url):
-    """(version, name) of the local pg_ctlcluster cluster serving ``url``, or a reason not."""
-    parts = urlsplit(url)
-    if parts.hostname not in (None, "", "localhost", "127.0.0.1", "::1"):
-        return f"{parts.hostname} is not this machine"
-    if not shutil.which("pg_ctlcluster") or not shutil.which("pg_lsclusters"):
-        return "no pg_ctlcluster here"
-    if os.geteuid() != 0:
-        return "restarting the server needs root"
-    listing = subprocess.run(["pg_lsclusters", "--no-header"], capture_output=True, text=True)
-    for line in listing.stdout.splitlines():
-        fields = line.split()
-        if len(fields) >= 3 and fields[2] == str(parts.port or 5432):
-            return fields[0], fields[1]
-    return f"no local cluster listens on port {parts.port or 5432}"
-
-
-def _server_ready(url):
-    parts = urlsplit(url)
-    return subprocess.run(
-        ["pg_isready", "-q", "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432)]
-    ).returncode == 0
-
-
 @pytest.fixture
-def restart_server(pg_admin):
-    """``restart()`` restarts the PostgreSQL server (fast shutdown: every session is
-    terminated) and waits until it accepts connections again. The server is left
-    running and ready after the test, whatever happened."""
-    cluster = _local_cluster(conftest.PG_URL)
-    if isinstance(cluster, str):
-        if conftest.IN_CI:
-            pytest.fail(f"cannot restart the PostgreSQL server under CI=true: {cluster}")
-        pytest.skip(f"cannot restart the PostgreSQL server: {cluster}")
-    version, name = cluster
-
-    def ctl(action):
-        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, name, action],
-                       check=True, capture_output=True, timeout=WAIT)
-        wait_for(lambda: _server_ready(conftest.PG_URL), f"the server to {action}")
-
-    yield lambda: ctl("restart")
-    if not _server_ready(conftest.PG_URL):
-        ctl("start")
+def private_primary():
+    """A private PostgreSQL server (tests/servers.py) this test may restart: never the
+    shared one. Stopped and removed after the test, whatever happened."""
+    with servers.primary() as cluster:
+        yield cluster
 
 
 def _terminate_sessions(admin, url):
@@ -581,9 +541,9 @@ def _orders_by(email):
 
 
 @pytest.mark.slow
-@postgres_only
-def test_a_script_survives_a_server_restart_and_loses_no_write(db_url, restart_server):
-    db = bitloot_lite.connect(db_url)
+def test_a_script_survives_a_server_restart_and_loses_no_write(private_primary):
+    restart_server = private_primary.restart
+    db = bitloot_lite.connect(private_primary.create_database("bitloot"))
     bitloot_lite.migrate(db)
     order = bitloot_lite.create_order("script@example.com", [("kinguin-1", 1)])
     bitloot_lite.set_status(order, "waiting")  # statements prepared on this connection
