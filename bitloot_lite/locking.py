@@ -103,7 +103,8 @@ class _FileLock:
       seen by other containers that share that volume);
     - ``bitloot-lite-migrate-<st_dev>-<st_ino>.lock`` in the machine's lock
       directory (/run/lock, else /tmp), named after the file's identity: hard
-      links share the inode but no path, and may live in any directory.
+      links share the inode but no path, and may live in any directory. It is
+      removed on release (and checked to be still there once locked).
 
     Not a flock on the database file itself: SQLite holds POSIX (fcntl) locks
     on it, and closing any other descriptor of that file drops all of this
@@ -146,28 +147,56 @@ class _FileLock:
         return paths
 
     def try_acquire(self):
+        for path in self.paths:  # always in this order: no two processes wait on each other
+            fd = self._lock(path)
+            if fd is None:
+                self.blocked = path
+                self.release(checkpoint=False)
+                return False
+            self.fds.append((path, fd))
+        return True
+
+    def _lock(self, path):
+        """The descriptor of ``path``, flocked; None if another process holds it."""
         import fcntl
 
-        for path in self.paths:  # always in this order: no two processes wait on each other
+        for _ in range(10):
             fd, writable = _open_lock_file(path)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
-                self.blocked = path
-                self.release(checkpoint=False)
-                return False
-            if writable:
-                os.ftruncate(fd, 0)
-                os.write(fd, str(os.getpid()).encode())
-            self.fds.append(fd)
-        return True
+                return None
+            if self._current(path, fd):
+                if writable:
+                    os.ftruncate(fd, 0)
+                    os.write(fd, str(os.getpid()).encode())
+                return fd
+            os.close(fd)  # its holder removed it as we opened it: lock the new one
+        raise RuntimeError(f"the lock file {path} keeps being replaced")
+
+    def _current(self, path, fd):
+        """Whether ``fd`` is still the file at ``path``: the identity lock file is
+        removed on release, so one opened just before that locks nothing."""
+        if path == self.paths[0]:
+            return True  # beside the database: kept, as it always was
+        try:
+            now, ours = os.stat(path), os.fstat(fd)
+        except FileNotFoundError:
+            return False
+        return (now.st_dev, now.st_ino) == (ours.st_dev, ours.st_ino)
 
     def release(self, checkpoint=True):
         if checkpoint and self.fds:
             self._checkpoint()
         while self.fds:
-            os.close(self.fds.pop())  # closing the descriptor drops the flock
+            path, fd = self.fds.pop()
+            if path != self.paths[0]:
+                # Removed while still locked (see _current), so that the machine's lock
+                # directory does not collect a file for every database ever migrated.
+                with contextlib.suppress(OSError):  # another user's, in a sticky directory
+                    os.unlink(path)
+            os.close(fd)  # closing the descriptor drops the flock
 
     def _checkpoint(self):
         try:

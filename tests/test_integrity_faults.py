@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import conftest
 import pytest
@@ -36,7 +37,7 @@ from bitloot_lite import (
     migrating,
 )
 from bitloot_lite.db import open_database
-from bitloot_lite.errors import DatabaseFull, TransactionLost
+from bitloot_lite.errors import DatabaseFull, LockTimeout, TransactionLost
 from bitloot_lite.schema import HISTORY_TABLE
 
 # --------------------------------------------------------------------------- a full disk
@@ -612,3 +613,24 @@ def test_a_busy_timeout_that_ran_out_still_says_so(tmp_path, backend):
         database.close()
     assert not info.value.at_once
     assert "longer than the busy timeout (0.3s)" in str(info.value)
+
+
+@sqlite_only
+def test_the_identity_lock_file_is_held_by_its_pid_and_removed_after(tmp_path, backend):
+    from bitloot_lite.locking import _FileLock, migration_lock
+
+    real = tmp_path / "bitloot.db"
+    hardlink = tmp_path / "other-name.db"
+    with opened(f"sqlite:///{real}") as database:
+        os.link(real, hardlink)
+        identity = Path(_FileLock(database).paths[-1])
+        assert f"-{real.stat().st_ino}.lock" in identity.name
+        with migration_lock(database):
+            assert identity.read_text() == str(os.getpid())
+            with opened(f"sqlite:///{hardlink}") as other:  # another name, the same lock
+                with pytest.raises(LockTimeout) as info:
+                    migrating.migrate(other, lock_timeout=0.2)
+                assert f"pid {os.getpid()}" in info.value.holder
+        assert not identity.exists()  # no file left behind for every database migrated
+        assert migrating.migrate(database) == MIGRATIONS
+        assert not identity.exists()
