@@ -354,3 +354,13 @@ class IrreversibleMigration(MigrationError):
             "nothing was rolled back. Write a rollback() that undoes it (or, if undoing it "
             'needs nothing, declare ROLLBACK = "noop" in the file)'
         )
+
+
+class DatabaseNotFound(DatabaseUnavailable):
+    """The SQLite file ``path`` of ``url`` (masked) does not exist, and a read-only
+    command (status, check, sql) does not create one."""
+
+    def __init__(self, url, path):
+        self.path = path
+        super().__init__(url, f"no SQLite database file {path} (a read-only command creates "
+                              "none: check the path, or create it with `bitloot-lite migrate`)")

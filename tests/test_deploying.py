@@ -291,6 +291,7 @@ def rollback(migrator, database, *, fake=False):
 
 
 def test_status_exits_1_while_anything_is_pending_and_0_when_nothing_is(db_url):
+    create_empty(db_url)  # status reads; it does not make a SQLite file
     empty = run_cli("status", "--database", db_url)
     assert empty.exit_code == 1, empty.output
     assert [line.split()[:2] for line in empty.stdout.splitlines()] == [
