@@ -8,7 +8,9 @@ records when each commit returned; meanwhile ``bitloot_lite.migrate`` applies
 CREATE INDEX CONCURRENTLY) or from a temporary copy of the migrations folder
 whose 005 builds the same index with a plain CREATE INDEX inside its
 transaction. The stall is the longest gap between two successive commits
-that overlaps the migration.
+that overlaps the migration. Both variants stop at 005 (``MEASURED``): the
+migrations after it are not part of the comparison (the plain copy patches
+005 only).
 """
 
 import multiprocessing
@@ -35,6 +37,8 @@ ROUNDS = 2  # runs of each variant, in turn
 BEFORE = 1.0  # seconds of writing before the migration starts (the writer's normal gaps)
 AFTER = 0.3
 STALL_TARGET = 0.5
+#: The migration measured: from the one before it, up to it and no further.
+MEASURED = "005_add_keys_reservation"
 
 CONCURRENT, PLAIN = "CREATE INDEX CONCURRENTLY (shipped)", "plain CREATE INDEX (comparison)"
 
@@ -86,7 +90,7 @@ def _writer(url, ready, stop, results):
 
 
 def measure(url, migrations_dir=None):
-    """Migrate ``url`` (at 004) to head while a writer runs; returns the figures."""
+    """Migrate ``url`` (at 004) to MEASURED while a writer runs; returns the figures."""
     context = multiprocessing.get_context("spawn")
     ready, stop = context.Event(), context.Event()
     receiver, sender = context.Pipe(duplex=False)
@@ -106,7 +110,7 @@ def measure(url, migrations_dir=None):
         if migrations_dir is not None:
             os.environ["BITLOOT_SHIPPED_MIGRATIONS_DIR"] = str(migrations_dir)
         try:
-            bl.migrate(db, on_step=steps.append)
+            bl.migrate(db, to=MEASURED, on_step=steps.append)
         finally:
             if saved is None:
                 os.environ.pop("BITLOOT_SHIPPED_MIGRATIONS_DIR", None)

@@ -185,7 +185,9 @@ def _restock_on(settings, databases, backend, refs_count):
 LOOKUP_SMALL = 1_000
 LOOKUP_LARGE = 1_000_000
 LOOKUPS = 400  # per database, contender and repetition
-INDEX = "IDX_orders_kinguinReservationId"
+#: The indexes on orders."kinguinReservationId": 006's unique one and 005's plain one.
+#: Either serves the lookup (the planners pick the unique one while both exist).
+INDEXES = ("UQ_orders_kinguinReservationId", "IDX_orders_kinguinReservationId")
 
 def reservation(number):
     return f"kinguin-res-{number:08d}"
@@ -279,10 +281,11 @@ def lookup(settings, databases):
             rows.append([backend, label, f"{medians[name, 'small'] * 1e6:.0f}",
                          f"{medians[name, 'large'] * 1e6:.0f}", f"{ratio:.2f}x",
                          rate(1 / medians[name, "large"])])
-        used = INDEX in plan
+        used = next((index for index in INDEXES if index in plan), None)
         ratio = medians[LITE, "large"] / medians[LITE, "small"]
         targets += [
-            Target("3. lookup", backend, f"plan uses {INDEX}", "yes" if used else "no", used),
+            Target("3. lookup", backend, "plan uses an index on kinguinReservationId",
+                   used or "no", used is not None),
             Target("3. lookup", backend, f"median at {large:,} <= 1.5x at {small:,}",
                    f"{ratio:.2f}x", ratio <= 1.5),
         ]

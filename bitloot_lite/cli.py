@@ -239,19 +239,27 @@ def migrate(database, where, migrations_dir, to, allow_out_of_order, allow_edite
     """
     started = time.perf_counter()
     steps = []
+
+    def on_step(step):
+        steps.append(step)
+        if not as_json:
+            _print_step(step)
+
     applied = migrating.migrate(
         database, to=to, migrations_dir=migrations_dir, lock_timeout=lock_timeout,
         ddl_lock_timeout=ddl_lock_timeout, allow_edited=allow_edited,
-        allow_out_of_order=allow_out_of_order,
-        on_step=steps.append if as_json else _print_step, on_wait=_print_wait,
+        allow_out_of_order=allow_out_of_order, on_step=on_step, on_wait=_print_wait,
     )
+    seconds = time.perf_counter() - started
     if as_json:
         _say(json.dumps({"database": where, "applied": applied,
                          "steps": [_step_json(step) for step in steps],
-                         "seconds": round(time.perf_counter() - started, 6)}, indent=2))
+                         "seconds": round(seconds, 6)}, indent=2))
     elif applied:
-        seconds = time.perf_counter() - started
         _say(f"{len(applied)} migration(s) applied to {where} in {seconds:.3f}s")
+    elif any(step.direction == "index" for step in steps):  # what a killed deploy left
+        _say(f"finished the unbuilt index(es) of applied migrations on {where} in "
+             f"{seconds:.3f}s; no migration was pending")
     elif to is not None:
         _say(f"nothing to migrate: {to} is already applied to {where} (up to date)")
     else:
@@ -305,8 +313,8 @@ def rollback(database, where, migrations_dir, steps, to, allow_edited, lock_time
 def status(database, where, migrations_dir, as_json, allow_edited):
     """List every migration, one per line: applied (with its time, UTC) or pending.
 
-    Exit code 0 when nothing is pending, 1 when something is, 2 on error, so a
-    deploy can gate on it.
+    Exit code 0 when nothing is pending, 1 when something is (a migration, or an
+    index a killed deploy left unbuilt), 2 on error, so a deploy can gate on it.
 
     \b
     Example:
@@ -318,13 +326,17 @@ def status(database, where, migrations_dir, as_json, allow_edited):
         _say(json.dumps({"database": where, "migrations": [
             {"name": s.name, "description": s.description, "applied": s.applied,
              "edited": s.edited, "file_missing": s.missing,
-             "applied_at": s.applied_at.isoformat() if s.applied else None} for s in states
+             "applied_at": s.applied_at.isoformat() if s.applied else None,
+             "unbuilt_indexes": list(s.unbuilt)} for s in states
         ]}, indent=2))
     else:
         for state in states:
             notes = [state.description] if state.description else []
             if state.edited:
                 notes.append("(edited since)")
+            if state.unbuilt:
+                notes.append(f"(unfinished: index {', '.join(state.unbuilt)} missing or "
+                             "INVALID; run migrate to build it)")
             if state.missing:
                 notes.append("(its file is gone: see `bitloot-lite repair`)")
             tail = "".join(f"  {note}" for note in notes)
@@ -332,7 +344,7 @@ def status(database, where, migrations_dir, as_json, allow_edited):
                 _say(f"applied  {state.name}  {state.applied_at:%Y-%m-%d %H:%M:%S} UTC{tail}")
             else:
                 _say(f"pending  {state.name}{tail}")
-    if any(not state.applied for state in states):
+    if any(not state.done for state in states):
         sys.exit(1)
 
 

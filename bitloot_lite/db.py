@@ -168,6 +168,14 @@ def unwrap(database):
     return database.obj if isinstance(database, pw.DatabaseProxy) else database
 
 
+def driver_error(exc):
+    """The driver's exception behind ``exc``: peewee keeps it as ``orig``."""
+    original = getattr(exc, "orig", None)
+    if isinstance(original, BaseException):
+        return original
+    return exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
+
+
 def open_database(url=None, *, must_exist=False):
     """Open (and test) the database at ``url`` without binding the models to it.
 

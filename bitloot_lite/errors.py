@@ -260,6 +260,22 @@ class TooManyKeys(ConflictError):
         )
 
 
+class DuplicateKeys(ConflictError):
+    """Storage references ``refs`` are already recorded for other keys, so item
+    ``order_item_id`` cannot get them: one reference is one encrypted key, and two rows
+    would sell it twice. Nothing was written."""
+
+    def __init__(self, order_item_id, refs):
+        self.order_item_id = order_item_id
+        self.refs = list(refs)
+        shown = ", ".join(repr(ref) for ref in self.refs[:5])
+        more = f" and {len(self.refs) - 5} more" if len(self.refs) > 5 else ""
+        super().__init__(
+            f"cannot add keys to order item {order_item_id}: storage reference(s) {shown}{more} "
+            "already belong to other keys; nothing was written"
+        )
+
+
 class PaymentConflict(ConflictError):
     """Payment ``external_id`` belongs to order ``other_order_id``, not ``order_id``."""
 

@@ -62,12 +62,20 @@ class MigrationState:
     name: str
     applied_at: dt.datetime | None
     edited: bool = False  # applied, and its file has changed since
+    #: Applied, but indexes it builds after its commit are missing or INVALID (a killed
+    #: or failed concurrent build): work ``migrate`` still has to do.
+    unbuilt: tuple[str, ...] = ()
     description: str = ""  # its docstring's first line
     missing: bool = False  # applied, and its file is gone (see repair)
 
     @property
     def applied(self):
         return self.applied_at is not None
+
+    @property
+    def done(self):
+        """Applied, and nothing of it left for ``migrate`` to finish."""
+        return self.applied and not self.unbuilt
 
 
 def status(database, migrations_dir=None, allow_edited=False):
@@ -84,7 +92,9 @@ def status(database, migrations_dir=None, allow_edited=False):
     names = sorted(set(todo) | set(history))
     return [
         MigrationState(name, history[name].applied_at if name in history else None,
-                       name in edited, router.description(name), name not in router.files)
+                       name in edited,
+                       tuple(router.unbuilt_indexes(name)) if name in history and name in todo
+                       else (), router.description(name), name not in router.files)
         for name in names
     ]
 

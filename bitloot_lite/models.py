@@ -74,8 +74,9 @@ class Order(BaseModel):
     email = pw.CharField(max_length=320)
     status = EnumField(OrderStatus, default=OrderStatus.CREATED)
     total = MoneyField(default=0)
+    #: Unique (migration 006): one order per Kinguin reservation.
     kinguin_reservation_id = pw.CharField(
-        max_length=255, null=True, index=True, column_name="kinguinReservationId"
+        max_length=255, null=True, unique=True, column_name="kinguinReservationId"
     )
 
     class Meta:
@@ -112,7 +113,8 @@ class Key(BaseModel):
         OrderItem, backref="keys", on_delete="CASCADE", on_update="CASCADE",
         column_name="orderItemId", object_id_name="order_item_id", index=True,
     )
-    storage_ref = pw.TextField(null=True, column_name="storageRef")
+    #: Unique (migration 006): one key row per encrypted key in object storage.
+    storage_ref = pw.TextField(null=True, unique=True, column_name="storageRef")
     viewed_at = UTCDateTimeField(null=True, column_name="viewedAt")
 
     class Meta:

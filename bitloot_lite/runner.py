@@ -16,7 +16,7 @@ from peewee_migrate import Router as _Router
 from peewee_migrate.models import MigrateHistory
 
 from . import validating as check
-from .db import is_postgres, is_sqlite, unwrap
+from .db import driver_error, is_postgres, is_sqlite, unwrap
 from .errors import (
     ConfigurationError,
     IrreversibleMigration,
@@ -267,7 +267,7 @@ class Router(_Router):
         same index started beside it would deadlock with it.
         Returns [(index, seconds)] for the indexes built.
         """
-        built = []
+        built, refused = [], []
         for index, statement in self.concurrent_indexes(name).items():
             self._wait_for_other_builds(index, on_wait)
             valid = self._index_valid(index)
@@ -278,9 +278,29 @@ class Router(_Router):
                 logger.info("dropping the INVALID index %s left by an earlier build", index)
                 self.database.execute_sql(f'DROP INDEX CONCURRENTLY IF EXISTS "{index}"')
             logger.info("building %s concurrently", index)
-            self.database.execute_sql(statement)
+            try:
+                self.database.execute_sql(statement)
+            except Exception as exc:
+                if getattr(driver_error(exc), "pgcode", None) != _UNIQUE_VIOLATION:
+                    raise
+                # A duplicate written after the migration's own check: the build
+                # leaves an INVALID index that would go on refusing writes. Drop it,
+                # so the database is as it was, and say which rows conflict.
+                self.database.execute_sql(f'DROP INDEX CONCURRENTLY IF EXISTS "{index}"')
+                refused.append(index)
+                continue  # the other indexes are still worth building
             built.append((index, time.perf_counter() - started))
+        if refused:
+            found = self.scope(name).get("conflicts", lambda database: [])(self.database)
+            listed = "".join(f"\n  - {line}" for line in found)
+            raise RuntimeError(f"{', '.join(refused)} cannot be built: duplicates must be "
+                               f"resolved by hand first{listed}")
         return built
+
+    def unbuilt_indexes(self, name):
+        """The indexes migration ``name`` builds after commit that are missing or INVALID
+        (a killed or failed build): work ``migrate`` still has to do."""
+        return [index for index in self.concurrent_indexes(name) if not self._index_valid(index)]
 
     def _index_valid(self, index):
         row = self.database.execute_sql(
@@ -317,6 +337,10 @@ class Router(_Router):
         if broken:
             tables = sorted({row[0] for row in broken})
             raise RuntimeError(f"foreign keys broken in {', '.join(tables)}: {len(broken)} row(s)")
+
+
+#: PostgreSQL's unique_violation.
+_UNIQUE_VIOLATION = "23505"
 
 
 class SqliteForeignKeysOff:

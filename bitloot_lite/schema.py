@@ -13,7 +13,7 @@ same shape on SQLite and PostgreSQL::
                            "on_delete", "on_update"}, ...],
          "unique": [{"name", "columns"}, ...],        # UNIQUE constraints
          "checks": [{"name", "expression"}, ...],
-         "indexes": [{"name", "columns", "unique"}, ...],
+         "indexes": [{"name", "columns", "unique"}, ...],  # + "valid": False if INVALID
          "comments": {column: text}}}}
 
 A name is None where SQLite keeps none (an unnamed constraint). Indexes that
@@ -105,7 +105,7 @@ LEFT JOIN pg_class r ON r.oid = con.confrelid
 WHERE n.nspname = 'public' AND con.contype IN ('p', 'f', 'u', 'c')"""
 
 _PG_INDEXES = """
-SELECT t.relname, i.relname, x.indisunique,
+SELECT t.relname, i.relname, x.indisunique, x.indisvalid,
        ARRAY(SELECT CASE WHEN k.num = 0 THEN pg_get_indexdef(x.indexrelid, k.i::int, true)
                          ELSE a.attname::text END
              FROM unnest(x.indkey::int2[]) WITH ORDINALITY k(num, i)
@@ -150,10 +150,12 @@ def _snapshot_postgres(database):
                 "name": name, "columns": columns, "ref_table": ref_table,
                 "ref_columns": ref_columns, "on_delete": _FK_RULES[on_delete],
                 "on_update": _FK_RULES[on_update]})
-    for table, name, unique, columns in database.execute_sql(_PG_INDEXES):
+    for table, name, unique, valid, columns in database.execute_sql(_PG_INDEXES):
         if table in tables:
-            tables[table]["indexes"].append({"name": name, "columns": columns,
-                                             "unique": unique})
+            index = {"name": name, "columns": columns, "unique": unique}
+            if not valid:  # an interrupted CREATE INDEX CONCURRENTLY: not used, not complete
+                index["valid"] = False
+            tables[table]["indexes"].append(index)
     enums = {}
     for name, label in database.execute_sql(_PG_ENUMS):
         enums.setdefault(name, []).append(label)
@@ -395,6 +397,9 @@ def _compare_items(kind, table, have, want, ident, diffs, extra):
     for item in unmatched:
         extra(kind, table, item["name"], f"{kind} {_label(item, ident)} on {table} not expected")
     for item, wanted in pairs:
+        if item.get("valid") is False:
+            diffs.append(f"{kind} {_label(wanted, ident)} on {table}: INVALID (an interrupted "
+                         "concurrent build; `bitloot-lite migrate` builds it again)")
         diffs.extend(f"{kind} {_label(wanted, ident)} on {table}: {_FIELDS.get(field, field)} "
                      f"{_fmt(item[field])}, expected {_fmt(wanted[field])}"
                      for field in wanted if item[field] != wanted[field])

@@ -21,6 +21,7 @@ import peewee as pw
 
 from . import validating as check
 from .errors import (
+    DuplicateKeys,
     InvalidPaymentTransition,
     InvalidTransition,
     KeysMissing,
@@ -35,6 +36,7 @@ from .errors import (
 from .fields import JSONField
 from .models import Key, Order, OrderItem, OrderStatus, Payment, PaymentStatus, WebhookLog
 from .statements import (
+    _DATABASE_ERRORS,
     KEY_BATCH,
     api,
     atomic,
@@ -44,6 +46,7 @@ from .statements import (
     one,
     run,
     timestamps,
+    unique_violation,
     uuid4s,
     write,
 )
@@ -168,8 +171,16 @@ def attach_reservation(order, reservation_id):
     oid = check.model_id("order", Order, order)
     db = bound_database()
     for _ in range(3):  # a holder that vanished between our two statements: try again
-        row = write(db, "attach_reservation",
-                    (reservation_id, timestamps(db)[1], oid, reservation_id)).fetchone()
+        try:
+            row = write(db, "attach_reservation",
+                        (reservation_id, timestamps(db)[1], oid, reservation_id)).fetchone()
+        except _DATABASE_ERRORS as exc:
+            # The NOT EXISTS guard cannot see a racing transaction's uncommitted
+            # write; UQ_orders_kinguinReservationId can (it waits for that
+            # transaction's outcome). Diagnosed below, like a guard that matched nothing.
+            if unique_violation(exc) not in _RESERVATION_UNIQUE:
+                raise
+            row = None
         if row is not None:
             return load(Order, row, _mine(order, Order))
         current = _current_order(db, oid, order)
@@ -185,6 +196,12 @@ def attach_reservation(order, reservation_id):
             raise ReservationConflict(current.id, reservation_id,
                                       other_order_id=load(Order, holder).id)
     raise StorageError("attach_reservation", "the order kept changing under us")
+
+
+#: How a violation of UQ_orders_kinguinReservationId names itself (PostgreSQL, SQLite).
+_RESERVATION_UNIQUE = ("UQ_orders_kinguinReservationId", "orders.kinguinReservationId")
+#: ... and one of UQ_keys_storageRef.
+_STORAGE_REF_UNIQUE = ("UQ_keys_storageRef", "keys.storageRef")
 
 
 @api
@@ -206,8 +223,9 @@ def add_keys(order_item, storage_refs):
     """Record key references (object-storage keys, never key material) for an item.
 
     One multi-row INSERT per batch of KEY_BATCH refs, in one transaction; refused
-    (TooManyKeys) if the item would hold more keys than its quantity. Returns
-    the number of keys added.
+    (TooManyKeys) if the item would hold more keys than its quantity, (DuplicateKeys)
+    if a reference already belongs to a key (UQ_keys_storageRef), (ValidationError)
+    if the call lists one twice. Returns the number of keys added.
     """
     refs = check.storage_refs(storage_refs)
     item_id = check.model_id("order_item", OrderItem, order_item)
@@ -231,6 +249,7 @@ def add_keys(order_item, storage_refs):
         elif execute(db, "insert_keys", params, stop - start).rowcount != stop - start:
             raise _Refused
 
+    taken = None
     try:
         if len(refs) <= KEY_BATCH:  # one statement, one round trip, atomic by itself
             insert(_write_whole, 0, len(refs))
@@ -240,12 +259,29 @@ def add_keys(order_item, storage_refs):
                     insert(run, start, min(start + KEY_BATCH, len(refs)))
     except _Refused:
         pass
+    except _DATABASE_ERRORS as exc:
+        if unique_violation(exc) not in _STORAGE_REF_UNIQUE:
+            raise
+        taken = _existing_refs(db, refs)
+        if not taken:  # the holder went away meanwhile: nothing to name, a plain failure
+            raise
     else:
         return len(refs)
+    if taken:
+        raise DuplicateKeys(uuid.UUID(item_id), taken)
     fill = one(db, "item_fill", (item_id, item_id))
     if fill is None:
         raise NotFound("OrderItem", item_id)
     raise TooManyKeys(uuid.UUID(item_id), fill[0], fill[1], len(refs))
+
+
+def _existing_refs(db, refs):
+    """Which of ``refs`` some key already holds, in the order given (off the fast path)."""
+    found = set()
+    for start in range(0, len(refs), KEY_BATCH):
+        batch = refs[start:start + KEY_BATCH]
+        found.update(ref for (ref,) in run(db, "existing_refs", batch, len(batch)).fetchall())
+    return [ref for ref in refs if ref in found]
 
 
 def _write_whole(db, name, params, arg):

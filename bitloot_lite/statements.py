@@ -24,7 +24,7 @@ import weakref
 
 import peewee as pw
 
-from .db import unwrap
+from .db import driver_error, unwrap
 from .errors import SQLITE_LOCKED, ConfigurationError, DatabaseBusy, StorageError
 from .fields import utcnow
 from .models import Key, Order, OrderItem, Payment, WebhookLog
@@ -213,6 +213,25 @@ def _describe(exc):
         lines = str(original).strip().splitlines()  # "database is locked" and the like
         return f"{name}: {lines[0]}" if lines else name
     return name
+
+
+#: A unique violation: PostgreSQL's SQLSTATE, and how SQLite's message starts.
+_UNIQUE_VIOLATION = "23505"
+_SQLITE_UNIQUE = "UNIQUE constraint failed: "
+
+
+def unique_violation(exc):
+    """What a unique violation ``exc`` names: the index on PostgreSQL, "table.column"
+    on SQLite (SQLite names no index); None if ``exc`` is no unique violation."""
+    original = driver_error(exc)
+    if getattr(original, "pgcode", None) == _UNIQUE_VIOLATION:
+        diag = getattr(original, "diag", None)
+        return getattr(diag, "constraint_name", None) or ""
+    text = str(original)
+    if isinstance(original, (sqlite3.IntegrityError, pw.IntegrityError)) and text.startswith(
+            _SQLITE_UNIQUE):
+        return text[len(_SQLITE_UNIQUE):].strip()
+    return None
 
 
 def bound_database():
@@ -429,7 +448,8 @@ def attach_reservation(postgres, _):
 
 @_statement
 def find_order_by_reservation(postgres, _):
-    # A plain equality on the column: IDX_orders_kinguinReservationId serves it.
+    # A plain equality on the column: an index on it serves it (the planners prefer 006's
+    # UQ_orders_kinguinReservationId, which also makes the LIMIT a formality).
     return (f'SELECT {ORDER} FROM "orders" WHERE "kinguinReservationId" = ? '
             'ORDER BY "createdAt", "id" LIMIT 1')
 
@@ -468,6 +488,14 @@ def insert_keys(postgres, rows):
 def item_fill(postgres, _):
     return ('SELECT "quantity", (SELECT count(*) FROM "keys" WHERE "orderItemId" = ?) '
             'FROM "order_items" WHERE "id" = ?')
+
+
+@_statement
+def existing_refs(postgres, rows):
+    """Which of ``rows`` storage references some key already holds (UQ_keys_storageRef)."""
+    values = ", ".join(["(?)"] * rows)
+    return (f'SELECT "storageRef" FROM "keys" WHERE "storageRef" IN (SELECT "column1" '
+            f'FROM (VALUES {values}) AS "v")')
 
 
 @_statement

@@ -24,7 +24,7 @@ _TS = "timestamp without time zone"
 _STAMPS = [("createdAt", _TS, False, "now()"), ("updatedAt", _TS, False, "now()")]
 _ID = ("id", "uuid", False, "gen_random_uuid()")
 
-#: PostgreSQL columns after all five migrations, from docs/SCHEMA.md, in physical order
+#: PostgreSQL columns after every migration, from docs/SCHEMA.md, in physical order
 #: (kinguinReservationId, added by ALTER TABLE in step 5, comes last):
 #: (name, type, nullable, default).
 _COLUMNS = {
@@ -79,6 +79,10 @@ _INDEXES = {
                      "webhookType processed createdAt"],
 }
 _UNIQUE_INDEXES = {"IDX_payments_externalId"}
+#: Beyond the original schema (step 6): one order per reservation, one key per storage
+#: reference. table -> (index name, column); unique indexes on both backends.
+_ONE_PER_ROW = {"orders": ("UQ_orders_kinguinReservationId", "kinguinReservationId"),
+                "keys": ("UQ_keys_storageRef", "storageRef")}
 #: A UNIQUE constraint on PostgreSQL, a unique index of the same name on SQLite.
 _IDEMPOTENCY = {"name": "UQ_webhook_idempotency",
                 "columns": ["externalId", "webhookType", "processed"]}
@@ -130,6 +134,9 @@ def _build(backend):
             name = f"IDX_{table}_{columns.replace(' ', '_')}"
             entry["indexes"].append({"name": name, "columns": columns.split(),
                                      "unique": name in _UNIQUE_INDEXES})
+        if table in _ONE_PER_ROW:
+            name, column = _ONE_PER_ROW[table]
+            entry["indexes"].append({"name": name, "columns": [column], "unique": True})
     for table, pg_name, sqlite_name, column, ref, on_delete, on_update in _FOREIGN_KEYS:
         tables[table]["foreign_keys"].append({
             "name": pg_name if postgres else sqlite_name, "columns": [column], "ref_table": ref,
@@ -150,7 +157,7 @@ EXPECTED_SQLITE = _build("sqlite")
 
 
 #: How many migrations there are; ``expected(backend, step)`` takes 0..STEPS.
-STEPS = 5
+STEPS = 6
 #: step -> the tables that migration creates (and the enum it creates on PostgreSQL).
 _TABLES_OF_STEP = {1: ("orders", "order_items"), 2: ("payments",), 3: ("webhook_logs",),
                    5: ("keys",)}
@@ -159,9 +166,10 @@ _ENUM_OF_STEP = {2: "payments_status_enum", 4: "orders_status_enum"}
 
 def expected(backend, step=None):
     """A fresh copy of the schema on ``backend`` ("postgres"/"sqlite") after migration
-    number ``step`` (0..5; None: all of them).
+    number ``step`` (0..6; None: all of them).
 
     Derived from the final schema by undoing, newest first, what each later step does:
+    6 adds the unique indexes on orders.kinguinReservationId and keys.storageRef;
     5 adds keys and orders.kinguinReservationId (its index, its comment); 4 makes
     orders.status an enum (a CHECK on SQLite); 3, 2, 1 create their tables (2 also the
     payments_status_enum type).
@@ -174,6 +182,9 @@ def expected(backend, step=None):
     schema = copy.deepcopy(EXPECTED_POSTGRES if backend == "postgres" else EXPECTED_SQLITE)
     step = STEPS if step is None else step
     tables, enums = schema["tables"], schema["enums"]
+    if step < 6:
+        for table, (name, _column) in _ONE_PER_ROW.items():
+            tables[table]["indexes"] = [i for i in tables[table]["indexes"] if i["name"] != name]
     if step < 5:
         orders = tables["orders"]
         orders["columns"] = [c for c in orders["columns"] if c["name"] != "kinguinReservationId"]

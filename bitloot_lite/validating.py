@@ -263,11 +263,22 @@ def storage_refs(value):
         if type(ref) is not str or not 0 < len(ref) <= MAX_STORAGE_REF or search(ref):
             refs = [text(f"storage_refs[{i}]", ref, MAX_STORAGE_REF) for i, ref in enumerate(refs)]
             break
-    if len(set(refs)) != len(refs):
-        seen = set()
-        duplicate = next(ref for ref in refs if ref in seen or seen.add(ref))
-        raise ValidationError("storage_refs", duplicate, "lists the same reference twice")
+    if len(set(refs)) != len(refs):  # each reference is one key: two rows would sell it twice
+        seen, repeated = set(), {}
+        for ref in refs:
+            if ref in seen:
+                repeated[ref] = None
+            seen.add(ref)
+        raise ValidationError("storage_refs", list(repeated),
+                              f"lists {_some(repeated)} more than once; nothing was written")
     return refs
+
+
+def _some(refs, shown=5):
+    """Up to ``shown`` of ``refs``, quoted, and how many more."""
+    refs = list(refs)
+    text = ", ".join(repr(ref) for ref in refs[:shown])
+    return text + (f" and {len(refs) - shown} more" if len(refs) > shown else "")
 
 
 def cutoff(field, value):

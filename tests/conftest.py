@@ -32,6 +32,7 @@ MIGRATIONS = [
     "003_create_webhook_logs",
     "004_orders_status_enum",
     "005_add_keys_reservation",
+    "006_unique_reservation_storage_ref",
 ]
 #: A line of `migrate` or `rollback` output for one migration.
 STEP_LINE = re.compile(r"^(applied|rolled back) (\S+) \(\d+\.\d{3}s\)$")
@@ -101,6 +102,15 @@ def opened(url):
         yield database
     finally:
         database.close()
+
+
+def concurrent_indexes(name):
+    """The indexes shipped migration ``name`` builds after its commit on PostgreSQL, in
+    order (its POSTGRES_CONCURRENT_INDEXES), read from its file."""
+    scope = {}
+    path = MIGRATIONS_DIR / f"{name}.py"
+    exec(compile(path.read_text(encoding="utf-8"), str(path), "exec"), scope)
+    return list(scope.get("POSTGRES_CONCURRENT_INDEXES", {}))
 
 
 def fetch(database, sql, params=None):

@@ -8,6 +8,7 @@ statements (the same shape) plus a ``migrations`` table, with no trace of ours.
 
 
 import pytest
+from conftest import MIGRATIONS as SHIPPED
 from conftest import MIGRATIONS_DIR
 
 import bitloot_lite
@@ -15,8 +16,10 @@ from bitloot_lite import adopting
 from bitloot_lite.errors import AdoptionError, ConfigurationError, NeedsBaseline
 from bitloot_lite.runner import Router, SqliteForeignKeysOff
 from bitloot_lite.schema import compare, snapshot
-from bitloot_lite.target import expected
+from bitloot_lite.target import STEPS, expected
 
+#: The shipped migrations that have an upstream (TypeORM) counterpart; the later ones
+#: (SHIPPED[5:]) are bitloot-lite's own, which migrate applies after adopting.
 NAMES = ["001_init_orders", "002_create_payments", "003_create_webhook_logs",
          "004_orders_status_enum", "005_add_keys_reservation"]
 UPSTREAM = ["InitOrders1710000000000", "CreatePayments1730000000001",
@@ -229,17 +232,18 @@ def state(db):
 # -- the target at each step ---------------------------------------------------------------
 
 
-@pytest.mark.parametrize("step", range(6))
+@pytest.mark.parametrize("step", range(len(SHIPPED) + 1))
 def test_expected_at_each_step_is_what_the_migrations_make(database, backend, step):
     if step:
-        bitloot_lite.migrate(database, to=NAMES[step - 1])
+        bitloot_lite.migrate(database, to=SHIPPED[step - 1])
     assert compare(snapshot(database), expected(backend, step)) == []
     if step:  # and not the shape of the step before
         assert compare(snapshot(database), expected(backend, step - 1)) != []
 
 
 def test_expected_steps_on_plain_data():
-    assert expected("postgres", None) == expected("postgres", 5) == expected("postgres")
+    assert len(SHIPPED) == STEPS
+    assert expected("postgres", None) == expected("postgres", STEPS) == expected("postgres")
     assert expected("sqlite", 0) == {"backend": "sqlite", "enums": {}, "tables": {}}
     before = expected("postgres", 3)
     status = next(c for c in before["tables"]["orders"]["columns"] if c["name"] == "status")
@@ -249,7 +253,7 @@ def test_expected_steps_on_plain_data():
         "payments_status_enum"]}
     assert expected("sqlite", 3)["tables"]["orders"]["checks"] == []
     assert expected("postgres", 4)["tables"]["orders"]["comments"] == {}
-    for step in (-1, 6, "4", True, 4.0):
+    for step in (-1, STEPS + 1, "4", True, 4.0):
         with pytest.raises(ConfigurationError):
             expected("postgres", step)
 
@@ -262,7 +266,7 @@ def test_an_empty_database_has_nothing_to_adopt(database):
     assert adopting.existing_tables(database) == set()
     assert adopting.adoption_plan(database, MIGRATIONS) == []
     adopting.require_history_or_empty(database, [], MIGRATIONS)
-    assert bitloot_lite.migrate(database) == NAMES
+    assert bitloot_lite.migrate(database) == SHIPPED
 
 
 def test_typeorm_history_is_read_in_id_order(typeorm_db, backend):
@@ -306,6 +310,9 @@ def test_a_full_five_step_typeorm_database_adopts_all_five(database, backend):
             "PK_e63d5d51e0192635ab79aa49644")
         assert sum("(TypeORM comments every keys column)" in note for note in notes) == 6
     assert adopting.adoption_plan(database, MIGRATIONS) == NAMES
+    # and migrate then applies only bitloot-lite's own later migrations (006 on)
+    assert bitloot_lite.migrate(database) == SHIPPED[5:]
+    assert compare(snapshot(database), expected(backend)) == []
 
 
 def test_nothing_is_adopted_once_our_history_lists_anything(typeorm_db):
@@ -315,11 +322,12 @@ def test_nothing_is_adopted_once_our_history_lists_anything(typeorm_db):
 
 def test_recording_the_plan_then_migrating_applies_only_005_and_keeps_every_row(typeorm_db,
                                                                                  backend):
-    """What migrate does with the plan, done by hand: record the names, then migrate."""
+    """What migrate does with the plan, done by hand: record the names, then migrate
+    (005 and the shipped migrations after it, none of 001-004)."""
     rows = all_rows(typeorm_db)
     names = adopting.adoption_plan(typeorm_db, MIGRATIONS)
     Router(typeorm_db).record(names)  # record() is what migrate uses
-    assert bitloot_lite.migrate(typeorm_db) == NAMES[4:]
+    assert bitloot_lite.migrate(typeorm_db) == SHIPPED[4:]
     _assert_adopted_and_migrated(typeorm_db, backend, rows)
 
 
@@ -330,14 +338,15 @@ def _assert_adopted_and_migrated(db, backend, rows):
     assert after == rows
     assert sum(len(table) for table in rows.values()) == 6
     assert compare(snapshot(db), expected(backend)) == []
-    assert adopting.recorded_history(db) == NAMES
+    assert adopting.recorded_history(db) == SHIPPED
     assert adopting.typeorm_history(db) == UPSTREAM[:4]  # TypeORM's table is left as it was
     assert bitloot_lite.migrate(db) == []
 
 
 def test_migrate_adopts_a_typeorm_database_and_applies_only_005(typeorm_db, backend):
+    """Adopted as 001-004: migrate applies 005 (and the shipped ones after it) only."""
     rows = all_rows(typeorm_db)
-    assert bitloot_lite.migrate(typeorm_db) == ["005_add_keys_reservation"]
+    assert bitloot_lite.migrate(typeorm_db) == ["005_add_keys_reservation", *SHIPPED[5:]]
     _assert_adopted_and_migrated(typeorm_db, backend, rows)
 
 
@@ -475,7 +484,7 @@ def test_baseline_then_migrate_keeps_every_row(database, backend):
     build_typeorm(database, backend, 4, history=False)
     rows = all_rows(database)
     assert bitloot_lite.migrating.baseline(database, "004_orders_status_enum") == NAMES[:4]
-    assert bitloot_lite.migrate(database) == NAMES[4:]
+    assert bitloot_lite.migrate(database) == SHIPPED[4:]
     after = all_rows(database)
     assert [row.pop("kinguinReservationId") for row in after["orders"]] == [None, None]
     assert after.pop("keys") == []

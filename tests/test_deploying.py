@@ -27,6 +27,7 @@ from conftest import (
     MIGRATIONS_DIR,
     STEP_LINE,
     clean_env,
+    concurrent_indexes,
     fetch,
     opened,
     postgres_only,
@@ -50,6 +51,10 @@ from bitloot_lite.migrating import (
 )
 
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+#: The newest shipped migration, and how many there are (the extra migrations the tests
+#: write are numbered 900, after any shipped one).
+NEWEST = MIGRATIONS[-1]
+COUNT = len(MIGRATIONS)
 
 
 
@@ -398,17 +403,22 @@ def test_sql_on_an_empty_database_prints_every_migration_and_changes_nothing(db_
     out = result.stdout
     assert list(blocks(out)) == MIGRATIONS
     assert all(direction == "migrate" for direction, _ in blocks(out).values())
-    assert out.count("BEGIN;") == 5 and out.count("COMMIT;") == 5
-    assert out.count(f'INSERT INTO "{HISTORY_TABLE}"') == 5
+    assert out.count("BEGIN;") == COUNT and out.count("COMMIT;") == COUNT
+    assert out.count(f'INSERT INTO "{HISTORY_TABLE}"') == COUNT
     assert 'CREATE TABLE "orders"' in out
     assert 'CREATE UNIQUE INDEX "IDX_payments_externalId"' in out
     assert 'CREATE TABLE "keys"' in out
+    # 006's unique indexes: CONCURRENTLY after its commit on PostgreSQL, plain on SQLite
+    concurrently = "CONCURRENTLY " if is_pg(db_url) else ""
+    for index, on in (("UQ_orders_kinguinReservationId", '"orders" ("kinguinReservationId")'),
+                      ("UQ_keys_storageRef", '"keys" ("storageRef")')):
+        assert f'CREATE UNIQUE INDEX {concurrently}"{index}" ON {on}' in out
     assert not re.search(r"^SELECT ", out, re.MULTILINE)  # reads are left out
     if is_pg(db_url):
         assert 'CREATE TYPE "payments_status_enum"' in out
         assert 'CREATE TYPE "orders_status_enum"' in out
         milliseconds = int(DDL_LOCK_TIMEOUT * 1000)
-        assert out.count(f"SET LOCAL lock_timeout = {milliseconds};") == 5
+        assert out.count(f"SET LOCAL lock_timeout = {milliseconds};") == COUNT
         assert "_orders_rebuild" not in out
     else:
         assert 'CREATE TABLE "_orders_rebuild"' in out
@@ -444,7 +454,20 @@ def test_sql_of_a_partly_migrated_database_prints_only_what_is_pending(db_url):
     assert history_counts(db_url) == dict.fromkeys(MIGRATIONS, 1)
 
 
-@pytest.mark.parametrize("count", [1, 2])
+#: What each of the newest migrations' rollback prints (a part of it), by backend.
+ROLLBACK_SQL = {
+    "006_unique_reservation_storage_ref": {
+        "both": ['DROP INDEX IF EXISTS "UQ_orders_kinguinReservationId"',
+                 'DROP INDEX IF EXISTS "UQ_keys_storageRef"']},
+    "005_add_keys_reservation": {
+        "both": ['DROP TABLE "keys"', 'ALTER TABLE "orders" DROP COLUMN "kinguinReservationId"']},
+    "004_orders_status_enum": {
+        "postgres": ['DROP TYPE "orders_status_enum"'],
+        "sqlite": ['CREATE TABLE "_orders_rebuild"']},
+}
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
 def test_sql_rollback_prints_the_rollback_and_changes_nothing(db_url, count):
     ok("migrate", "-q", "--database", db_url)
     insert_order(db_url)
@@ -458,14 +481,14 @@ def test_sql_rollback_prints_the_rollback_and_changes_nothing(db_url, count):
     assert all(direction == "rollback" for direction, _ in found.values())
     out = result.stdout
     assert out.count(f'DELETE FROM "{HISTORY_TABLE}"') == count
-    assert 'DROP TABLE "keys"' in out
-    assert 'ALTER TABLE "orders" DROP COLUMN "kinguinReservationId"' in out
-    if count == 2:
-        if is_pg(db_url):
-            assert 'DROP TYPE "orders_status_enum"' in out
-            assert out.count("SET LOCAL lock_timeout") == 2
-        else:
-            assert 'CREATE TABLE "_orders_rebuild"' in out
+    backend = "postgres" if is_pg(db_url) else "sqlite"
+    for name, (_direction, lines) in found.items():
+        block = "\n".join(lines)
+        wanted = ROLLBACK_SQL[name]
+        for statement in wanted.get("both", []) + wanted.get(backend, []):
+            assert statement in block, (name, statement, block)
+    if is_pg(db_url):
+        assert out.count("SET LOCAL lock_timeout") == count
     assert "payments" not in out
 
 
@@ -492,10 +515,15 @@ def test_preview_returns_each_migrations_statements(db_url, database):
     steps_ = preview(database)
     back = preview(database, rollback_steps=1)
 
-    after = [("005_add_keys_reservation", "after commit")] if is_postgres(database) else []
-    assert [(name, direction) for name, direction, _ in steps_] == [
-        ("004_orders_status_enum", "migrate"), ("005_add_keys_reservation", "migrate"), *after,
-    ]
+    # On PostgreSQL a migration's concurrent index builds (005's, 006's) follow it.
+    expected = []
+    for name in MIGRATIONS[3:]:
+        expected.append((name, "migrate"))
+        if is_postgres(database) and concurrent_indexes(name):
+            expected.append((name, "after commit"))
+    if is_postgres(database):
+        assert ("005_add_keys_reservation", "after commit") in expected
+    assert [(name, direction) for name, direction, _ in steps_] == expected
     assert [(name, direction) for name, direction, _ in back] == [
         ("003_create_webhook_logs", "rollback"),
     ]
@@ -521,7 +549,7 @@ def test_sql_leaves_the_history_tables_id_sequence_as_it_was(db_url):
     ok("migrate", "-q", "--database", db_url)
     with opened(db_url) as database:
         ids = [row[0] for row in fetch(database, f'SELECT "id" FROM "{HISTORY_TABLE}"')]
-    assert sorted(ids) == [1, 2, 3, 4, 5]
+    assert sorted(ids) == list(range(1, COUNT + 1))
 
 
 @sqlite_only
@@ -622,10 +650,7 @@ def test_check_reports_pending_migrations(db_url):
 
     assert result.exit_code == 1, result.output
     # The three applied ones are exactly as they should be: only the pending ones differ.
-    assert result.stdout.splitlines() == [
-        "migration 004_orders_status_enum pending",
-        "migration 005_add_keys_reservation pending",
-    ]
+    assert result.stdout.splitlines() == [f"migration {name} pending" for name in MIGRATIONS[3:]]
 
 
 def test_check_exits_2_on_errors(sqlite_url, tmp_path):
@@ -888,10 +913,8 @@ def test_an_applied_migration_edited_since_is_caught(db_url, migrations_copy):
     assert steps(ok("migrate", "--allow-edited", *where).stdout) == [
         ("applied", name) for name in MIGRATIONS[3:]
     ]
-    assert steps(ok("rollback", "--allow-edited", *where).stdout) == [
-        ("rolled back", "005_add_keys_reservation")
-    ]
-    assert applied(db_url) == MIGRATIONS[:4]
+    assert steps(ok("rollback", "--allow-edited", *where).stdout) == [("rolled back", NEWEST)]
+    assert applied(db_url) == MIGRATIONS[:-1]
 
     # Restored: nothing to allow any more.
     edited.write_bytes(original)
@@ -947,7 +970,7 @@ def test_a_pending_migration_older_than_the_newest_applied_is_refused(
     with opened(db_url) as database, pytest.raises(OutOfOrder) as info:
         migrate(database)
     assert info.value.names == ["003_create_webhook_logs"]
-    assert info.value.newest == "005_add_keys_reservation"
+    assert info.value.newest == NEWEST
 
     result = ok("migrate", "--allow-out-of-order", *where)
 
@@ -1038,14 +1061,17 @@ def test_cli_ddl_lock_timeout_fails_fast_naming_the_migration(db_url):
 
 
 @postgres_only
-def test_a_rollback_gives_up_after_the_lock_timeout_too(db_url, database):
-    migrate(database)
+@pytest.mark.parametrize("newest", ["005_add_keys_reservation",
+                                    "006_unique_reservation_storage_ref"])
+def test_a_rollback_gives_up_after_the_lock_timeout_too(db_url, database, newest):
+    """005's rollback drops keys, 006's drops keys' unique index: both wait for a reader."""
+    migrate(database, to=newest)
     before = full_state(db_url)
 
     with reader_of(db_url, "keys"), pytest.raises(MigrationFailed) as info:
         rollback(database, ddl_lock_timeout=0.5)
 
-    assert info.value.name == "005_add_keys_reservation"
+    assert info.value.name == newest
     assert info.value.direction == "rollback"
     assert "lock timeout" in str(info.value.cause)
     assert full_state(db_url) == before
@@ -1094,7 +1120,8 @@ def test_a_migration_that_fails_midway_leaves_everything_as_it_was(db_url, user_
 
 
 def test_a_migration_that_fails_after_others_keeps_those_others(db_url, user_migrations):
-    """Each migration is its own transaction: 004 and 005 stay applied when 900 fails."""
+    """Each migration is its own transaction: 004 and the shipped ones after it stay
+    applied when 900_half_done fails."""
     where = ["--migrations", user_migrations, "--database", db_url]
     ok("migrate", "-q", "--to", "003_create_webhook_logs", *where)
     (user_migrations / "900_half_done.py").write_text(HALF_DONE_900)
@@ -1131,14 +1158,25 @@ def test_migrate_prints_a_line_per_migration_with_its_duration_then_a_summary(
     result = ok("migrate", "--database", db_url)
 
     lines = result.stdout.splitlines()
-    # On PostgreSQL 005's index on orders is built after its commit, with its own line.
-    assert len(lines) == (7 if backend == "postgres" else 6), lines
-    assert steps("\n".join(lines[:5])) == [("applied", name) for name in MIGRATIONS]
+    # On PostgreSQL a migration's indexes built after its commit (005's on orders, 006's
+    # unique ones) have a line each, right after it.
+    built = {name: concurrent_indexes(name) if backend == "postgres" else []
+             for name in MIGRATIONS}
+    assert len(lines) == COUNT + sum(map(len, built.values())) + 1, lines
+    assert steps("\n".join(lines)) == [("applied", name) for name in MIGRATIONS]
+    at = 0
+    for name in MIGRATIONS:
+        assert STEP_LINE.match(lines[at]).groups() == ("applied", name), lines[at]
+        for index in built[name]:
+            at += 1
+            assert re.fullmatch(rf"built index {name}: {index} \(\d+\.\d{{3}}s\)",
+                                lines[at]), lines[at]
+        at += 1
     if backend == "postgres":
-        assert re.fullmatch(r"built index 005_add_keys_reservation: "
-                            r"IDX_orders_kinguinReservationId \(\d+\.\d{3}s\)", lines[5])
+        assert "built index 005_add_keys_reservation: IDX_orders_kinguinReservationId (" in (
+            result.stdout)
     assert re.fullmatch(
-        rf"5 migration\(s\) applied to {re.escape(db_url)} in \d+\.\d{{3}}s", lines[-1]
+        rf"{COUNT} migration\(s\) applied to {re.escape(db_url)} in \d+\.\d{{3}}s", lines[-1]
     ), lines[-1]
     assert result.stderr == ""
 
@@ -1154,7 +1192,7 @@ def test_rollback_prints_a_line_per_migration_with_its_duration_then_a_summary(d
     lines = result.stdout.splitlines()
     assert len(lines) == 3, lines
     assert steps("\n".join(lines[:2])) == [
-        ("rolled back", "005_add_keys_reservation"), ("rolled back", "004_orders_status_enum"),
+        ("rolled back", MIGRATIONS[-1]), ("rolled back", MIGRATIONS[-2]),
     ]
     assert re.fullmatch(r"\(\d+\.\d{3}s\)", lines[0].split()[-1])
     assert lines[2] == f"2 migration(s) rolled back on {db_url}"
@@ -1178,7 +1216,7 @@ def test_quiet_prints_nothing_on_success(db_url):
     # Tables made outside bitloot-lite: baseline records them, quietly.
     with opened(db_url) as database:
         database.execute_sql(f'DROP TABLE "{HISTORY_TABLE}"')
-    result = ok("baseline", "-q", "--to", "005_add_keys_reservation", "--database", db_url)
+    result = ok("baseline", "-q", "--to", NEWEST, "--database", db_url)
     assert result.stdout == "" and result.stderr == ""
     assert applied(db_url) == MIGRATIONS
 
@@ -1194,12 +1232,12 @@ def test_baseline_prints_each_migration_recorded_then_a_summary(db_url):
     with opened(db_url) as database:
         database.execute_sql(f'DROP TABLE "{HISTORY_TABLE}"')
 
-    result = ok("baseline", "--to", "005_add_keys_reservation", "--database", db_url)
+    result = ok("baseline", "--to", NEWEST, "--database", db_url)
 
     lines = result.stdout.splitlines()
-    assert len(lines) == 6, lines
+    assert len(lines) == COUNT + 1, lines
     assert all(name in line for name, line in zip(MIGRATIONS, lines, strict=False))
-    assert lines[5] == f"5 migration(s) recorded as applied on {db_url}"
+    assert lines[COUNT] == f"{COUNT} migration(s) recorded as applied on {db_url}"
 
 
 def _password_urls(url):
@@ -1232,7 +1270,7 @@ def test_the_password_is_never_printed_nor_logged(db_url, user_migrations, form)
     command("migrate", *verbose)
     command("check", *verbose)
     command("sql", "--rollback", "2", *verbose)
-    command("rollback", *verbose, "--steps", "5")
+    command("rollback", *verbose, "--steps", str(COUNT))
     command("rollback", *verbose, code=1)  # nothing to roll back: an error
     command("migrate", *verbose, "--to", "no_such_migration", code=1)
     with opened(db_url) as holder, migration_lock(holder):

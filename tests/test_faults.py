@@ -35,6 +35,7 @@ from conftest import (
     MIGRATIONS,
     MIGRATIONS_DIR,
     clean_env,
+    concurrent_indexes,
     fetch,
     opened,
     postgres_only,
@@ -76,6 +77,12 @@ from bitloot_lite.locking import migration_lock
 from bitloot_lite.schema import HISTORY_TABLE
 
 RESERVATION_INDEX = "IDX_orders_kinguinReservationId"
+
+
+#: The shipped migrations that build indexes after their commit (005's on orders, 006's
+#: unique ones), each with those indexes in build order.
+BUILDS_AFTER_COMMIT = {name: concurrent_indexes(name) for name in MIGRATIONS
+                       if concurrent_indexes(name)}
 
 #: Rows seeded into orders and order_items before the kills (20k: migrations 004 and 005
 #: take a noticeable share of a migrate, so that timed kills land inside them too).
@@ -158,10 +165,9 @@ def invalid_indexes(database):
     )]
 
 
-def _without_reservation_index(snapshot):
-    orders = snapshot["tables"].get("orders")
-    if orders is not None:
-        orders["indexes"] = [i for i in orders["indexes"] if i["name"] != RESERVATION_INDEX]
+def _without_indexes(snapshot, names):
+    for entry in snapshot["tables"].values():
+        entry["indexes"] = [i for i in entry["indexes"] if i["name"] not in names]
     return snapshot
 
 
@@ -169,8 +175,9 @@ def assert_between_migrations(url, backend, digest):
     """What a killed migrate must leave: the history a prefix of the migrations, the
     schema exactly that prefix's, the seeded rows all there. Returns the prefix length.
 
-    The one allowance (PostgreSQL): right after a kill during 005's concurrent index
-    build, IDX_orders_kinguinReservationId may be missing or INVALID.
+    The one allowance (PostgreSQL): right after a kill during the concurrent index
+    build of the newest applied migration (005's IDX_orders_kinguinReservationId,
+    006's unique indexes), those indexes may be missing or INVALID.
     """
     with opened(url) as database:
         applied = recorded_history(database)
@@ -178,9 +185,10 @@ def assert_between_migrations(url, backend, digest):
         assert len(applied) >= 1  # the seeded baseline
         live = schema.snapshot(database)
         expected = target.expected(backend, len(applied))
-        if backend == "postgres" and len(applied) == len(MIGRATIONS):
-            live, expected = map(_without_reservation_index, (live, expected))
-            assert set(invalid_indexes(database)) <= {RESERVATION_INDEX}
+        unfinished = set(BUILDS_AFTER_COMMIT.get(applied[-1], []))
+        if backend == "postgres" and unfinished:
+            live, expected = (_without_indexes(snap, unfinished) for snap in (live, expected))
+            assert set(invalid_indexes(database)) <= unfinished
         assert schema.compare(live, expected) == []
         assert live == expected
         assert seeded_digest(database) == digest
@@ -343,10 +351,9 @@ def rerun_completes(url, backend, digest, migrations, applied_before):
 
 
 #: Each migration's end (its DDL done, neither recorded nor committed), and the start
-#: of 002 and 004 (the table rebuild on SQLite): every history length from 1 to 4.
-PAUSE_POINTS = ["002_create_payments:start", "002_create_payments:end",
-                "003_create_webhook_logs:end", "004_orders_status_enum:start",
-                "004_orders_status_enum:end", "005_add_keys_reservation:end"]
+#: of 002 and 004 (the table rebuild on SQLite): every history length from 1 on.
+PAUSE_POINTS = ["002_create_payments:start", "004_orders_status_enum:start",
+                *(f"{name}:end" for name in MIGRATIONS[1:])]
 
 
 @pytest.mark.slow
@@ -407,13 +414,15 @@ def _snapshot_holder(url):
     return holder
 
 
-def _building_backend(database):
-    """The pid of the backend running 005's CREATE INDEX CONCURRENTLY, if one is."""
+def _building_backend(database, index):
+    """The pid of the backend running CREATE [UNIQUE] INDEX CONCURRENTLY ``index`` and
+    waiting (for a snapshot), if one is."""
     rows = fetch(
         database,
         "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-        "AND state = 'active' AND query ILIKE 'CREATE INDEX CONCURRENTLY%%' "
-        "AND wait_event_type = 'Lock'",
+        "AND state = 'active' AND query ILIKE 'CREATE %%INDEX CONCURRENTLY%%' "
+        "AND strpos(query, %s) > 0 AND wait_event_type = 'Lock'",
+        (f'"{index}"',),
     )
     return rows[0][0] if rows else None
 
@@ -424,14 +433,21 @@ def _backend_alive(database, pid):
 
 @pytest.mark.slow
 @postgres_only
+@pytest.mark.parametrize("migration", list(BUILDS_AFTER_COMMIT))
 @pytest.mark.parametrize("orphan", ["finishes", "is-cancelled"])
-def test_a_migrate_killed_during_the_concurrent_index_build(db_url, tmp_path, orphan):
-    """SIGKILL while 005's CREATE INDEX CONCURRENTLY runs: the server goes on building
-    for the dead client, holding the migration lock. The next migrate waits for that
-    orphaned build (without deadlocking with it), then finishes the job: the index is
-    valid in the end, whether the orphan completed it or left it INVALID."""
+def test_a_migrate_killed_during_the_concurrent_index_build(db_url, tmp_path, orphan,
+                                                            migration):
+    """SIGKILL while the migration's first CREATE INDEX CONCURRENTLY runs (005's
+    IDX_orders_kinguinReservationId, 006's UQ_orders_kinguinReservationId): the server
+    goes on building for the dead client, holding the migration lock. The next migrate
+    waits for that orphaned build (without deadlocking with it), then finishes the job:
+    every index is valid in the end, whether the orphan completed it or left it INVALID,
+    and the migrations after it are applied."""
+    assert RESERVATION_INDEX in BUILDS_AFTER_COMMIT["005_add_keys_reservation"]
+    position = MIGRATIONS.index(migration)
+    first, *others = BUILDS_AFTER_COMMIT[migration]
     with opened(db_url) as database:
-        migrating.migrate(database, to=MIGRATIONS[3])
+        migrating.migrate(database, to=MIGRATIONS[position - 1])
         database.execute_sql('INSERT INTO "orders" ("id", "email") VALUES (%s, %s)',
                              (str(uuid.uuid4()), "buyer@example.com"))
         digest = seeded_digest(database)
@@ -440,26 +456,38 @@ def test_a_migrate_killed_during_the_concurrent_index_build(db_url, tmp_path, or
         with opened(db_url) as watcher:
             process = start_migrate(db_url)
             try:
-                wait_for(lambda: _building_backend(watcher) is not None,
+                wait_for(lambda: _building_backend(watcher, first) is not None,
                          "the concurrent index build to start", process=process)
             finally:
                 kill(process)
-            orphan_pid = _building_backend(watcher)
+            orphan_pid = _building_backend(watcher, first)
             assert orphan_pid is not None and _backend_alive(watcher, orphan_pid)
 
-            # Right after the kill: 005 is applied, its index is there but INVALID.
-            assert assert_between_migrations(db_url, "postgres", digest) == 5
-            assert invalid_indexes(watcher) == [RESERVATION_INDEX]
+            # Right after the kill: the migration is applied, its first index is there
+            # but INVALID (and the ones after it are not there yet).
+            assert assert_between_migrations(db_url, "postgres", digest) == position + 1
+            assert invalid_indexes(watcher) == [first]
+
+            def assert_rerun_finished(out, rebuilt):
+                """The rerun built exactly ``rebuilt`` of the migration's indexes, and
+                applied the migrations after it."""
+                built = re.findall(rf"^built index {migration}: (\S+) \(", out, re.MULTILINE)
+                assert built == rebuilt, out
+                applied = re.findall(r"^applied (\S+) \(", out, re.MULTILINE)
+                assert applied == MIGRATIONS[position + 1:], out
+                if not applied:  # the last migration: only its indexes were left to do
+                    assert ("finished the unbuilt index(es)" if rebuilt
+                            else "nothing to migrate") in out, out
 
             if orphan == "is-cancelled":
                 assert fetch(watcher, "SELECT pg_cancel_backend(%s)", (orphan_pid,))[0][0]
                 wait_for(lambda: not _backend_alive(watcher, orphan_pid),
                          "the cancelled build's backend to exit")
-                assert invalid_indexes(watcher) == [RESERVATION_INDEX]  # left INVALID
+                assert invalid_indexes(watcher) == [first]  # left INVALID
                 holder.execute_sql("ROLLBACK")
                 code, out, err = migrate_process(db_url)
                 assert code == 0, err
-                assert "built index 005_add_keys_reservation: " + RESERVATION_INDEX in out
+                assert_rerun_finished(out, [first, *others])
             else:
                 # The rerun starts while the orphan still builds: it waits for the lock,
                 # which the orphaned backend holds until its statement ends.
@@ -480,7 +508,7 @@ def test_a_migrate_killed_during_the_concurrent_index_build(db_url, tmp_path, or
                 finally:
                     kill(rerun)
                 assert rerun.returncode == 0, stderr_path.read_text()
-                assert "nothing to migrate" in out
+                assert_rerun_finished(out, others)  # the orphan built the first one
                 assert not _backend_alive(watcher, orphan_pid)
     finally:
         holder.close()

@@ -1,4 +1,4 @@
-"""The migration runner and the five migrations, on SQLite and on PostgreSQL.
+"""The migration runner and the shipped migrations, on SQLite and on PostgreSQL.
 
 Everything here talks to a real database (the ``database`` fixture: a fresh
 SQLite file or a throwaway PostgreSQL database). Rows are written with raw SQL
@@ -41,6 +41,7 @@ TABLES_AT = {
     3: {"orders", "order_items", "payments", "webhook_logs"},
     4: {"orders", "order_items", "payments", "webhook_logs"},
     5: {"orders", "order_items", "payments", "webhook_logs", "keys"},
+    6: {"orders", "order_items", "payments", "webhook_logs", "keys"},
 }
 
 ORDER_STATUSES = ["created", "waiting", "confirming", "paid", "underpaid", "failed", "fulfilled"]
@@ -373,7 +374,8 @@ def test_each_rollback_restores_the_schema_of_the_step_before(database, db_url):
 
 #: Index and constraint names from docs/SCHEMA.md, which every backend must carry at head.
 INDEXES_AT_HEAD = {
-    "orders": {"IDX_orders_createdAt", "IDX_orders_kinguinReservationId"},
+    "orders": {"IDX_orders_createdAt", "IDX_orders_kinguinReservationId",
+               "UQ_orders_kinguinReservationId"},
     "order_items": {"IDX_order_items_orderId"},
     "payments": {
         "IDX_payments_externalId", "IDX_payments_orderId", "IDX_payments_status",
@@ -384,8 +386,10 @@ INDEXES_AT_HEAD = {
         "IDX_webhook_logs_externalId_webhookType_createdAt",
         "IDX_webhook_logs_orderId_createdAt", "IDX_webhook_logs_webhookType_processed_createdAt",
     },
-    "keys": {"IDX_keys_orderItemId", "IDX_keys_createdAt"},
+    "keys": {"IDX_keys_orderItemId", "IDX_keys_createdAt", "UQ_keys_storageRef"},
 }
+#: The indexes step 006 adds (before it, they are not there).
+INDEXES_OF_006 = {"orders": "UQ_orders_kinguinReservationId", "keys": "UQ_keys_storageRef"}
 
 
 def named_indexes(database):
@@ -408,9 +412,12 @@ def test_every_step_leaves_the_documented_indexes_and_keys(database):
     for name in MIGRATIONS:
         migrate(database, to=name)
         present = data_tables(database)
-        expected = {t: i for t, i in INDEXES_AT_HEAD.items() if t in present}
+        expected = {t: set(i) for t, i in INDEXES_AT_HEAD.items() if t in present}
         if name < "005":
             expected["orders"] = {"IDX_orders_createdAt"}
+        if name < "006":
+            for table, index in INDEXES_OF_006.items():
+                expected.get(table, set()).discard(index)
         assert named_indexes(database) == expected, f"after {name}"
     if is_postgres(database):
         assert enum_types(database) == [("orders_status_enum",), ("payments_status_enum",)]
@@ -464,15 +471,15 @@ def test_migrate_to_an_unknown_name_raises_and_changes_nothing(database, db_url)
     migrate(database, to="002_create_payments")
     before = full_state(database, db_url)
     with pytest.raises(UnknownMigration) as info:
-        migrate(database, to="006_does_not_exist")
-    assert info.value.name == "006_does_not_exist"
+        migrate(database, to="999_does_not_exist")
+    assert info.value.name == "999_does_not_exist"
     assert full_state(database, db_url) == before
 
 
 def test_rollback_steps_undoes_the_newest_first(migrated):
-    assert rollback(migrated, steps=2) == ["005_add_keys_reservation", "004_orders_status_enum"]
-    assert recorded_history(migrated) == MIGRATIONS[:3]
-    assert pending(migrated) == MIGRATIONS[3:]
+    assert rollback(migrated, steps=2) == [MIGRATIONS[-1], MIGRATIONS[-2]]
+    assert recorded_history(migrated) == MIGRATIONS[:-2]
+    assert pending(migrated) == MIGRATIONS[-2:]
 
 
 def test_rollback_to_undoes_everything_after_it(migrated):
@@ -514,7 +521,7 @@ def test_status_lists_every_migration_with_its_utc_time(database, far_from_utc):
 
     states = status(database)
     assert [state.name for state in states] == MIGRATIONS
-    assert [state.applied for state in states] == [True, True, False, False, False]
+    assert [state.applied for state in states] == [True, True] + [False] * (len(MIGRATIONS) - 2)
     for state in states[:2]:
         assert state.applied_at.tzinfo is not None
         assert state.applied_at.utcoffset() == dt.timedelta(0)

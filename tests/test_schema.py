@@ -12,6 +12,7 @@ from pathlib import Path
 
 import peewee as pw
 import pytest
+from conftest import MIGRATIONS
 
 import bitloot_lite
 from bitloot_lite import target
@@ -20,15 +21,18 @@ from bitloot_lite.schema import compare, compare_models, snapshot
 from bitloot_lite.target import EXPECTED_POSTGRES, expected
 
 SCHEMA_MD = Path(__file__).resolve().parent.parent / "docs" / "SCHEMA.md"
-STEPS = ["001_init_orders", "002_create_payments", "003_create_webhook_logs",
-         "004_orders_status_enum", "005_add_keys_reservation"]
+STEPS = MIGRATIONS
 TABLES_AFTER = {
     "001_init_orders": {"orders", "order_items"},
     "002_create_payments": {"orders", "order_items", "payments"},
     "003_create_webhook_logs": {"orders", "order_items", "payments", "webhook_logs"},
     "004_orders_status_enum": {"orders", "order_items", "payments", "webhook_logs"},
     "005_add_keys_reservation": {"orders", "order_items", "payments", "webhook_logs", "keys"},
+    "006_unique_reservation_storage_ref": {"orders", "order_items", "payments", "webhook_logs",
+                                           "keys"},
 }
+#: The migrations that create no table (so define no SQLite uuid default).
+NO_NEW_TABLE = {"004_orders_status_enum", "006_unique_reservation_storage_ref"}
 ORDER_STATUSES = ["created", "waiting", "confirming", "paid", "underpaid", "failed", "fulfilled"]
 PAYMENT_STATUSES = ["created", "waiting", "confirmed", "finished", "underpaid", "failed"]
 
@@ -61,7 +65,7 @@ def _sqlite_rebuild(db, table, old, new):
     db.execute_sql("PRAGMA foreign_keys = ON")
 
 
-# -- after all five migrations -------------------------------------------------------------
+# -- after every migration ---------------------------------------------------------------
 
 
 def test_migrated_schema_is_the_expected_one(migrated, backend):
@@ -316,7 +320,7 @@ def test_each_step_has_its_tables_and_rolls_back_to_them(database, backend, step
     status = _column(snap, "orders", "status")
     reservation = [c for c in snap["tables"]["orders"]["columns"]
                    if c["name"] == "kinguinReservationId"]
-    assert bool(reservation) == (step == STEPS[-1])
+    assert bool(reservation) == (STEPS.index(step) >= STEPS.index("005_add_keys_reservation"))
     enum_applied = STEPS.index(step) >= STEPS.index("004_orders_status_enum")
     if backend == "postgres":
         assert status["type"] == ("orders_status_enum" if enum_applied
@@ -441,7 +445,7 @@ def test_expected_postgres_agrees_with_schema_md():
                                              if comment else {})
 
 
-@pytest.mark.parametrize("migration", [s for s in STEPS if s != "004_orders_status_enum"])
+@pytest.mark.parametrize("migration", [s for s in STEPS if s not in NO_NEW_TABLE])
 def test_sqlite_uuid_default_is_the_migrations_one(migration):
     source = Path(__file__).resolve().parent.parent / "migrations" / f"{migration}.py"
     scope = {}

@@ -11,7 +11,7 @@ import queue
 import pytest
 
 import bitloot_lite
-from bitloot_lite import Key, Payment, WebhookLog
+from bitloot_lite import Key, Order, OrderStatus, Payment, WebhookLog
 
 PROCESSES = 4
 TIMEOUT = 60
@@ -100,3 +100,105 @@ def test_parallel_add_keys_never_exceed_the_quantity(migrated, db_url):
         db_url, "add_keys", [(str(item.id), [f"keys/{n}"]) for n in range(PROCESSES)])
     assert sorted(outcomes, key=str) == [1, 1] + ["too many"] * (PROCESSES - 2)
     assert Key.select().count() == 2
+
+
+# --------------------------------------------------------------------------- races, in rounds
+# One reservation, one order; one storage reference, one key (migration 006). Each test
+# runs ROUNDS races with the same worker processes: in each round every worker makes its
+# call at once (a barrier), and exactly one may win.
+
+ROUNDS = 20
+
+
+def _racer(url, action, calls, barrier, results):
+    """Runs in a child process: for each round, wait for the others, call, report."""
+    try:
+        database = bitloot_lite.connect(url)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        results.put((None, "error", f"{type(exc).__name__}: {exc}"))
+        return
+    for number, args in enumerate(calls):
+        try:
+            barrier.wait(TIMEOUT)
+            if action == "attach":
+                bitloot_lite.attach_reservation(*args)
+                outcome = ("won", args[0])
+            else:  # "add_keys"
+                bitloot_lite.add_keys(*args)
+                outcome = ("won", args[0])
+        except bitloot_lite.ReservationConflict as exc:
+            outcome = ("lost", str(exc.other_order_id))
+        except bitloot_lite.DuplicateKeys as exc:
+            outcome = ("lost", exc.refs)
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            outcome = ("error", f"{type(exc).__name__}: {exc}")
+        results.put((number, *outcome))
+    database.close()
+
+
+def race_rounds(url, action, calls_per_worker):
+    """One process per worker; worker i makes calls_per_worker[i][r] in round r, all
+    workers at once. Returns {round: [(outcome, detail), ...]}."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(len(calls_per_worker))
+    results = context.Queue()
+    processes = [context.Process(target=_racer, args=(url, action, calls, barrier, results))
+                 for calls in calls_per_worker]
+    for process in processes:
+        process.start()
+    rounds = {}
+    try:
+        for _ in range(len(processes) * len(calls_per_worker[0])):
+            number, outcome, detail = results.get(timeout=TIMEOUT)
+            rounds.setdefault(number, []).append((outcome, detail))
+    except queue.Empty:
+        pytest.fail(f"a worker did not report within {TIMEOUT}s")
+    finally:
+        for process in processes:
+            process.join(TIMEOUT)
+            if process.is_alive():
+                process.kill()
+    errors = [detail for outcomes in rounds.values() for status, detail in outcomes
+              if status == "error"]
+    assert not errors, errors
+    return rounds
+
+
+def _paid(count):
+    orders = [bitloot_lite.create_order(f"{n}@example.com", [("p", 1)]) for n in range(count)]
+    Order.update(status=OrderStatus.PAID).where(Order.id.in_([o.id for o in orders])).execute()
+    return orders
+
+
+@pytest.mark.parametrize("workers", [2, 6])
+def test_racing_attaches_of_one_reservation_leave_exactly_one_holder(migrated, db_url,
+                                                                     workers):
+    orders = [_paid(workers) for _ in range(ROUNDS)]  # orders[round][worker]
+    calls = [[(str(orders[r][w].id), f"res-{r}") for r in range(ROUNDS)]
+             for w in range(workers)]
+    rounds = race_rounds(db_url, "attach", calls)
+    for r in range(ROUNDS):
+        winners = [detail for outcome, detail in rounds[r] if outcome == "won"]
+        assert len(winners) == 1, (r, rounds[r])
+        # Every loser was told which order holds it: the winner's.
+        assert sorted(detail for outcome, detail in rounds[r] if outcome == "lost") == (
+            [winners[0]] * (workers - 1)), (r, rounds[r])
+        holders = [str(o.id) for o in Order.select().where(
+            Order.kinguin_reservation_id == f"res-{r}")]
+        assert holders == winners, (r, holders)
+
+
+@pytest.mark.parametrize("workers", [2, 6])
+def test_racing_add_keys_of_one_storage_ref_leave_exactly_one_key(migrated, db_url, workers):
+    items = [[o.items[0] for o in _paid(workers)] for _ in range(ROUNDS)]
+    calls = [[(str(items[r][w].id), [f"keys/race/{r}"]) for r in range(ROUNDS)]
+             for w in range(workers)]
+    rounds = race_rounds(db_url, "add_keys", calls)
+    for r in range(ROUNDS):
+        winners = [detail for outcome, detail in rounds[r] if outcome == "won"]
+        assert len(winners) == 1, (r, rounds[r])
+        assert [detail for outcome, detail in rounds[r] if outcome == "lost"] == (
+            [[f"keys/race/{r}"]] * (workers - 1)), (r, rounds[r])
+        holders = [str(k.order_item_id) for k in Key.select().where(
+            Key.storage_ref == f"keys/race/{r}")]
+        assert holders == winners, (r, holders)
