@@ -18,11 +18,13 @@ help: ## Show this help
 
 install: $(STAMP) ## Create .venv and install the package with its test extra (only when needed)
 
-# Reinstalled only when the package's declaration changes.
+# Reinstalled only when the package's declaration changes. Its lines and output go to
+# stderr, so that `make sql > file.sql` holds only SQL even on a fresh clone.
 $(STAMP): setup.cfg pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
-	touch $@
+	@echo "installing bitloot-lite into $(VENV) ..." >&2
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) >&2
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]' >&2
+	@touch $@
 
 migrate: $(STAMP) ## Apply pending migrations (make migrate TO=003_create_webhook_logs)
 	$(CLI) migrate $(if $(TO),--to $(TO))
@@ -30,14 +32,15 @@ migrate: $(STAMP) ## Apply pending migrations (make migrate TO=003_create_webhoo
 rollback: $(STAMP) ## Undo the newest migration (STEPS=N or TO=NAME for more)
 	$(CLI) rollback $(if $(STEPS),--steps $(STEPS)) $(if $(TO),--to $(TO))
 
+# @: the output of these is read (make sql > file.sql), so make does not echo the command.
 status: $(STAMP) ## List applied and pending migrations (fails while any is pending)
-	$(CLI) status
+	@$(CLI) status
 
-sql: $(STAMP) ## Print the SQL the pending migrations would run (changes nothing)
-	$(CLI) sql $(if $(TO),--to $(TO))
+sql: $(STAMP) ## Print the SQL the pending migrations would run (make sql > file.sql)
+	@$(CLI) sql $(if $(TO),--to $(TO))
 
 check: $(STAMP) ## Compare the live database with the schema and the models
-	$(CLI) check
+	@$(CLI) check
 
 test: $(STAMP) ## Run the tests on SQLite and PostgreSQL (PYTEST_ARGS=... to pass more)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

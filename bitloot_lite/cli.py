@@ -27,37 +27,54 @@ from .grants import apply_grants, grant_statements
 logger = logging.getLogger("bitloot_lite.cli")
 
 
-def _common(command=None, *, error_exit=1, needs_database=None):
+def _common_options(function):
+    """--database, --migrations, -v, -q: on every command, and on the group before it
+    (``bitloot-lite --database URL status``). No envvar= here: resolve_url and
+    runner.user_migrations_dir read DATABASE_URL and BITLOOT_MIGRATIONS_DIR, so that an
+    option given before the command wins over the environment as one given after it does."""
+    function = click.option("-q", "--quiet", is_flag=True, default=None,
+                            help="Print nothing on success.")(function)
+    function = click.option("-v", "--verbose", count=True,
+                            help="Log to stderr (-vv adds the SQL).")(function)
+    function = click.option(
+        "--migrations", "migrations_dir", type=click.Path(file_okay=False), metavar="DIR",
+        help="Your own migrations, run after the shipped ones [env: BITLOOT_MIGRATIONS_DIR].",
+    )(function)
+    return click.option(
+        "--database", "url", metavar="URL",
+        help="Database URL [env: DATABASE_URL; default: sqlite:///bitloot.db].",
+    )(function)
+
+
+def _common(command=None, *, error_exit=1, read_only=False, needs_database=None):
     """--database, --migrations, -v and -q, shared by every command.
 
     A BitlootError exits with ``error_exit`` (1, or 2 where 1 means something else).
+    ``read_only``: a SQLite file that does not exist is an error, not created.
     ``needs_database(kwargs)``: False where this call opens no database (``sql
     --offline``, ``new``); the command then gets None for it.
     """
     if command is None:
-        return functools.partial(_common, error_exit=error_exit, needs_database=needs_database)
+        return functools.partial(_common, error_exit=error_exit, read_only=read_only,
+                                 needs_database=needs_database)
 
-    @click.option(
-        "--database", "url", envvar="DATABASE_URL", metavar="URL",
-        help="Database URL [env: DATABASE_URL; default: sqlite:///bitloot.db].",
-    )
-    @click.option(
-        "--migrations", "migrations_dir", envvar="BITLOOT_MIGRATIONS_DIR",
-        type=click.Path(file_okay=False), metavar="DIR",
-        help="Migrations folder [env: BITLOOT_MIGRATIONS_DIR; default: the packaged ones].",
-    )
-    @click.option("-v", "--verbose", count=True, help="Log to stderr (-vv adds the SQL).")
-    @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+    @_common_options
     @functools.wraps(command)
     def wrapper(url, migrations_dir, verbose, quiet, **kwargs):
-        click.get_current_context().meta["bitloot.quiet"] = quiet
+        context = click.get_current_context()
+        before = context.find_root().obj or {}  # the same options, given before the command
+        url = url or before.get("url")
+        migrations_dir = migrations_dir or before.get("migrations_dir")
+        verbose += before.get("verbose") or 0
+        quiet = bool(quiet or before.get("quiet"))
+        context.meta["bitloot.quiet"] = quiet
         url = resolve_url(url)
         secrets = url_secrets(url)
         with _logging_to_stderr(verbose, secrets):
             try:
                 if needs_database is not None and not needs_database(kwargs):
                     return command(None, mask_url(url), migrations_dir, **kwargs)
-                database = open_database(url)
+                database = open_database(url, must_exist=read_only)
                 try:
                     return command(database, mask_url(url), migrations_dir, **kwargs)
                 finally:
@@ -85,9 +102,12 @@ def _exclusive(*names):
         @functools.wraps(command)
         def wrapper(**kwargs):
             given = [name for name in names if kwargs.get(name) is not None]
-            if len(given) > 1:
+            if len(given) > 1:  # named as the user typed them: --rollback, not rollback_steps
+                flags = {param.name: max(param.opts, key=len)
+                         for param in click.get_current_context().command.params}
                 raise click.UsageError(
-                    " and ".join(f"--{name}" for name in given) + " cannot be used together"
+                    " and ".join(flags.get(name, f"--{name}") for name in given)
+                    + " cannot be used together"
                 )
             return command(**kwargs)
 
@@ -177,13 +197,20 @@ def _deploy_options(command):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="bitloot-lite", prog_name="bitloot-lite")
-def cli():
+@_common_options
+@click.pass_context
+def cli(context, url, migrations_dir, verbose, quiet):
     """Migrate and inspect a BitLoot order database (SQLite or PostgreSQL).
+
+    --database, --migrations, -v and -q may come before the command or after it.
 
     \b
     Example:
         DATABASE_URL=postgresql://app@db/bitloot bitloot-lite migrate
+        bitloot-lite --database sqlite:///shop.db status
     """
+    context.obj = {"url": url, "migrations_dir": migrations_dir, "verbose": verbose,
+                   "quiet": quiet}
 
 
 _json_option = click.option("--json", "as_json", is_flag=True,
@@ -291,7 +318,7 @@ def rollback(database, where, migrations_dir, steps, to, allow_edited, lock_time
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 @click.option("--allow-edited", is_flag=True,
               help="List applied migrations edited since (flagged) instead of failing.")
-@_common(error_exit=2)
+@_common(error_exit=2, read_only=True)
 def status(database, where, migrations_dir, as_json, allow_edited):
     """List every migration, one per line: applied (with its time, UTC) or pending.
 
@@ -316,11 +343,11 @@ def status(database, where, migrations_dir, as_json, allow_edited):
             notes = [state.description] if state.description else []
             if state.edited:
                 notes.append("(edited since)")
-            if state.missing:
-                notes.append("(its file is gone: see `bitloot-lite repair`)")
             if state.unbuilt:
                 notes.append(f"(unfinished: index {', '.join(state.unbuilt)} missing or "
                              "INVALID; run migrate to build it)")
+            if state.missing:
+                notes.append("(its file is gone: see `bitloot-lite repair`)")
             tail = "".join(f"  {note}" for note in notes)
             if state.applied:
                 _say(f"applied  {state.name}  {state.applied_at:%Y-%m-%d %H:%M:%S} UTC{tail}")
@@ -343,7 +370,7 @@ def status(database, where, migrations_dir, as_json, allow_edited):
               help="With --offline: the backend to render for [default: the URL's].")
 @click.option("--json", "as_json", is_flag=True, help="Print the statement list as JSON.")
 @_exclusive("start", "rollback_steps")
-@_common(needs_database=lambda kwargs: not kwargs["offline_only"])
+@_common(read_only=True, needs_database=lambda kwargs: not kwargs["offline_only"])
 def sql(database, where, migrations_dir, to, start, rollback_steps, offline_only, backend,
         as_json):
     """Print the SQL that migrate (or rollback --steps N) would run, as a runnable script.
@@ -386,7 +413,7 @@ def sql(database, where, migrations_dir, to, start, rollback_steps, offline_only
 @click.option("--models", "models", metavar="MODULE",
               help="Your models module (dotted name or .py file): compare its models too.")
 @_json_option
-@_common(error_exit=2)
+@_common(error_exit=2, read_only=True)
 def check(database, where, migrations_dir, models, as_json):
     """Compare the live database with the schema its migrations build, and the models.
 

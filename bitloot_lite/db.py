@@ -3,6 +3,8 @@
 import contextlib
 import logging
 import os
+import sqlite3
+from urllib.parse import urlsplit
 
 import peewee as pw
 
@@ -14,6 +16,7 @@ except ImportError:  # pragma: no cover - psycopg2-binary is a dependency
 from .errors import (
     SQLITE_FULL,
     DatabaseFull,
+    DatabaseNotFound,
     DatabaseUnavailable,
     InvalidDatabaseURL,
     StorageError,
@@ -236,8 +239,13 @@ def driver_error(exc):
     return exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
 
 
-def open_database(url=None):
-    """Open (and test) the database at ``url`` without binding the models to it."""
+def open_database(url=None, *, must_exist=False):
+    """Open (and test) the database at ``url`` without binding the models to it.
+
+    ``must_exist``: a SQLite file that is not there is an error (DatabaseNotFound)
+    instead of a new empty database: for read-only commands, where a typo in the
+    path must not look like an empty database.
+    """
     url = resolve_url(url)
     if not isinstance(url, str):  # its repr could hold a password: named by its type only
         raise InvalidDatabaseURL(f"<{type(url).__name__}>",
@@ -269,6 +277,7 @@ def open_database(url=None):
             raise InvalidDatabaseURL(masked, "busy_timeout must be a whole number of "
                                              f"milliseconds, not {busy_timeout!r}")
         database._pragmas = list({**SQLITE_PRAGMAS, "busy_timeout": busy_timeout}.items())
+        _check_sqlite_file(url, masked, database, must_exist)
     elif isinstance(database, pw.PostgresqlDatabase):
         # An options= in the URL's query wins over ours.
         database.connect_params.setdefault("options", POSTGRES_OPTIONS)
@@ -285,6 +294,25 @@ def open_database(url=None):
         raise error
     logger.debug("connected to %s", masked)
     return database
+
+
+def _check_sqlite_file(url, masked, database, must_exist):
+    """sqlite://name.db (two slashes) names a host, not a file: peewee would open a
+    temporary database and lose everything. And a missing file, when it must exist."""
+    path = database.database
+    netloc = urlsplit(url).netloc
+    if netloc or not path:
+        name = f"{netloc}{urlsplit(url).path}" or "bitloot.db"
+        raise InvalidDatabaseURL(masked, f"a SQLite URL takes three slashes before a relative "
+                                 f"path (sqlite:///{name}) and four before an absolute one "
+                                 f"(sqlite:////abs/path/{name.rsplit('/', 1)[-1]})")
+    if must_exist and path != ":memory:" and not path.startswith("file:") and (
+            not os.path.exists(path)):
+        try:  # a bad ?parameter is the better message: tried on a throwaway connection
+            sqlite3.connect(":memory:", **database.connect_params).close()
+        except (TypeError, ValueError) as exc:
+            raise InvalidDatabaseURL(masked, _scrub(str(exc), url)) from None
+        raise DatabaseNotFound(masked, os.path.abspath(path))
 
 
 def connect(url=None, replica=None, *, max_replica_lag=None):

@@ -577,3 +577,13 @@ class GrantFailed(ConfigurationError):
         self.role = role
         self.reason = reason
         super().__init__(f"granting {role} failed: {reason}")
+
+
+class DatabaseNotFound(DatabaseUnavailable):
+    """The SQLite file ``path`` of ``url`` (masked) does not exist, and a read-only
+    command (status, check, sql) does not create one."""
+
+    def __init__(self, url, path):
+        self.path = path
+        super().__init__(url, f"no SQLite database file {path} (a read-only command creates "
+                              "none: check the path, or create it with `bitloot-lite migrate`)")

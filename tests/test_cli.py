@@ -22,6 +22,7 @@ from conftest import (
     STEP_LINE,
     clean_env,
     concurrent_indexes,
+    opened,
     run_cli,
 )
 
@@ -165,7 +166,14 @@ def test_migrate_to_an_unknown_migration_is_a_clean_error(db_url):
 # --- status ----------------------------------------------------------------
 
 
+def create_empty(url):
+    """The database made (a SQLite file by its first connection): status does not make it."""
+    with opened(url):
+        pass
+
+
 def test_status_of_an_empty_database_lists_every_migration_pending(db_url):
+    create_empty(db_url)
     assert status_lines(db_url) == [("pending", name) for name in MIGRATIONS]
 
 
@@ -285,6 +293,7 @@ def test_rollback_to_a_migration_not_applied_is_a_clean_error(db_url):
 
 @pytest.mark.parametrize("command", ["migrate", "status"])
 def test_a_missing_migrations_folder_is_a_clean_error_and_is_not_created(db_url, tmp_path, command):
+    create_empty(db_url)
     for missing in (Path("/nonexistent"), tmp_path / "no" / "such" / "folder"):
         result = run_cli(command, "--database", db_url, "--migrations", str(missing))
 
@@ -308,6 +317,7 @@ def test_rollback_with_a_missing_migrations_folder_is_a_clean_error(db_url, tmp_
 
 def test_the_migrations_folder_comes_from_the_environment(db_url, tmp_path):
     missing = tmp_path / "from-env"
+    create_empty(db_url)
 
     result = run_cli("status", "--database", db_url, env={"BITLOOT_MIGRATIONS_DIR": str(missing)})
 
@@ -330,6 +340,7 @@ def test_database_url_comes_from_the_environment(db_url, unrelated_cwd):
 
 
 def test_database_option_wins_over_the_environment(db_url):
+    create_empty(db_url)
     result = status_ok("--database", db_url, env={"DATABASE_URL": UNREACHABLE})
 
     assert result.stdout.count("pending  ") == len(MIGRATIONS)

@@ -228,6 +228,8 @@ def test_migrate_to_a_short_name(database, user_dir):
 
 def test_the_cli_takes_the_folder_from_the_option_or_the_environment(db_url, user_dir):
     note = user_migration(user_dir, f"{NEXT:03d}_orders_note")
+    with opened(db_url):  # made: status does not make a SQLite file
+        pass
 
     by_option = run_cli("status", "--database", db_url, "--migrations", user_dir)
     by_env = run_cli("status", "--database", db_url, env={"BITLOOT_MIGRATIONS_DIR": str(user_dir)})

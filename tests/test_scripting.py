@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import MIGRATIONS, run_cli
+from conftest import MIGRATIONS, opened, run_cli
 
 
 def ok(*args):
@@ -64,6 +64,8 @@ def test_check_json(db_url):
 @pytest.mark.parametrize("command", [["migrate", "--to"], ["rollback", "--to"],
                                      ["baseline", "--to"], ["sql", "--to"]])
 def test_an_unknown_short_name_is_a_clean_error(db_url, command):
+    with opened(db_url):  # made: sql does not make a SQLite file
+        pass
     result = run_cli(*command, "999", "--database", db_url)
     assert result.exit_code == 1, result.output
     assert "unknown migration '999'" in result.stderr
