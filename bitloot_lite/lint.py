@@ -105,7 +105,10 @@ def lint(database, migrations_dir=None, names=None) -> tuple:
     live = schema.snapshot(database) if rows is not None else None
     if rows is None:
         notes.append("row-count checks need a PostgreSQL database: squawk's findings only")
-    for name, found in _squawk(scripts).items():
+    version = "15"  # the production server's major version; the live one where connected
+    if rows is not None and getattr(database, "server_version", None):
+        version = f"{database.server_version // 10000}.0"
+    for name, found in _squawk(scripts, version).items():
         created = _created_tables(scripts[name])
         for finding, table in found:
             empty = rows is not None and table is not None and (
@@ -129,7 +132,7 @@ def lint(database, migrations_dir=None, names=None) -> tuple:
 # -- squawk -------------------------------------------------------------------------------
 
 
-def _squawk(scripts):
+def _squawk(scripts, version):
     """{name: [(Finding, table or None)]} from one squawk run over every script."""
     folder = Path(tempfile.mkdtemp(prefix="bitloot-lint-"))
     try:
@@ -138,7 +141,7 @@ def _squawk(scripts):
             text = offline.text(blocks, "postgres")
             (folder / f"{name}.sql").write_text(text, encoding="utf-8")
             lines[name] = _statement_of_each_line(text)
-        command = [squawk_path(), "--reporter", "json", "--pg-version", "15",
+        command = [squawk_path(), "--reporter", "json", "--pg-version", version,
                    "--exclude", ",".join(EXCLUDED), *sorted(map(str, folder.glob("*.sql")))]
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if done.returncode not in (0, 1):

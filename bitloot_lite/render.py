@@ -218,9 +218,11 @@ def _add_index(plan, change, new_tables):
     drop = f"DROP INDEX IF EXISTS {quote(name)}"
     plan.up["sqlite"].append(create)
     plan.down["sqlite"].append(drop)
-    if table in new_tables:  # an empty table: no writer to block
-        plan.up["postgres"].append(create)
-    else:  # built after the commit by the runner, without blocking writes (as 005)
+    # On an existing table, bitloot-lite's runner takes the plain statement out of the
+    # transaction and builds the index CONCURRENTLY after the commit, without blocking
+    # writes (as 005); peewee-migrate's own runner builds it in place.
+    plan.up["postgres"].append(create)
+    if table not in new_tables:  # an empty new table has no writer to block
         plan.concurrent[name] = create.replace("INDEX", "INDEX CONCURRENTLY", 1)
     plan.down["postgres"].append(drop)
     if table not in new_tables:
@@ -397,7 +399,8 @@ def migration(name: str, changes: list, *, title: str | None = None) -> str:
     text += "\n\n".join([
         _listing("POSTGRES_UP", plan.up["postgres"]),
         _listing("SQLITE_UP", plan.up["sqlite"], rebuild),
-        "# Built by the runner after the commit, without blocking writes (as 005's).\n"
+        "# Built by bitloot-lite's runner after the commit, without blocking writes (as\n"
+        "# 005's): it takes their plain statements in POSTGRES_UP out of the transaction.\n"
         "POSTGRES_CONCURRENT_INDEXES = {" + "".join(
             f"\n    {key!r}: {value!r}," for key, value in plan.concurrent.items())
         + ("\n}" if plan.concurrent else "}"),
