@@ -371,6 +371,7 @@ def baseline(database, where, migrations_dir, to, lock_timeout):
                                on_wait=_print_wait)
     _say(f"{len(names)} migration(s) recorded as applied on {where}")
 
+
 # --------------------------------------------------------------------------- prototyping
 
 
@@ -497,9 +498,15 @@ def shell(database, where, migrations_dir, plain):
 @click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S",
                                                "%Y-%m-%d %H:%M:%S"]), metavar="DATE",
               help="Only the orders created since DATE (UTC), with what belongs to them.")
+@click.option(
+    "--migrations", "migrations_dir", envvar="BITLOOT_MIGRATIONS_DIR",
+    type=click.Path(file_okay=False), metavar="DIR",
+    help="Migrations folder [env: BITLOOT_MIGRATIONS_DIR; default: the packaged ones].",
+)
 @click.option("-v", "--verbose", count=True, help="Log to stderr (-vv adds the SQL).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
-def copy_command(source_url, dest_url, replace, anonymize, salt, orders, since, verbose, quiet):
+def copy_command(source_url, dest_url, replace, anonymize, salt, orders, since, migrations_dir,
+                 verbose, quiet):
     """Copy a database into another, across backends, and check the copy.
 
     The destination is migrated to the source's level first; the rows stream
@@ -532,7 +539,8 @@ def copy_command(source_url, dest_url, replace, anonymize, salt, orders, since, 
                     with _Bars() as bars:
                         result = copy_database(source, destination, replace=replace,
                                                anonymize=anonymize, salt=salt, orders=orders,
-                                               since=since, progress=bars)
+                                               since=since, progress=bars,
+                                               migrations_dir=migrations_dir)
                 finally:
                     destination.close()
             finally:
