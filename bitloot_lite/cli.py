@@ -203,7 +203,7 @@ def migrate(database, where, migrations_dir, to, allow_out_of_order, allow_edite
             database, to=to, migrations_dir=migrations_dir, lock_timeout=lock_timeout,
             ddl_lock_timeout=ddl_lock_timeout, allow_edited=allow_edited,
             allow_out_of_order=allow_out_of_order, on_step=progress.wrap(_print_step),
-            on_wait=_print_wait,
+            on_wait=progress.wrap(_print_wait, waiting=True),
         )
     if applied:
         seconds = time.perf_counter() - started
@@ -589,6 +589,7 @@ class _StepProgress:
         self.shown = False
         self.bar = None
         self.thread = None
+        self.waiting = False  # for another deploy's lock: that is said, not a step
 
     def __enter__(self):
         if self.on:
@@ -603,14 +604,16 @@ class _StepProgress:
             self.thread.join()
         self._clear()
 
-    def wrap(self, callback):
-        """``callback`` for on_step, with the status line cleared before it prints."""
-        def on_step(step):
+    def wrap(self, callback, waiting=False):
+        """``callback`` for on_step (or on_wait, ``waiting``), with the status line
+        cleared before it prints."""
+        def call(*args):
             with self.lock:
                 self._clear()
                 self.since = time.monotonic()
-            callback(step)
-        return on_step
+                self.waiting = waiting
+            callback(*args)
+        return call
 
     def _clear(self):
         if self.bar is not None:
@@ -623,7 +626,7 @@ class _StepProgress:
     def _watch(self):
         try:
             while not self.done.wait(self.POLL):
-                if time.monotonic() - self.since >= self.AFTER:
+                if not self.waiting and time.monotonic() - self.since >= self.AFTER:
                     self._show()
         except BitlootError:  # only a display: never fail the migration for it
             pass
