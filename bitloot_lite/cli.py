@@ -257,7 +257,7 @@ def migrate(database, where, migrations_dir, to, allow_out_of_order, allow_edite
             database, to=to, migrations_dir=migrations_dir, lock_timeout=lock_timeout,
             ddl_lock_timeout=ddl_lock_timeout, allow_edited=allow_edited,
             allow_out_of_order=allow_out_of_order, on_step=progress.wrap(on_step),
-            on_wait=_print_wait,
+            on_wait=progress.wrap(_print_wait, waiting=True),
         )
     seconds = time.perf_counter() - started
     if as_json:
@@ -464,6 +464,7 @@ def baseline(database, where, migrations_dir, to, lock_timeout):
                                on_wait=_print_wait)
     _say(f"{len(names)} migration(s) recorded as applied on {where}")
 
+
 # --------------------------------------------------------------------------- prototyping
 
 
@@ -590,9 +591,15 @@ def shell(database, where, migrations_dir, plain):
 @click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S",
                                                "%Y-%m-%d %H:%M:%S"]), metavar="DATE",
               help="Only the orders created since DATE (UTC), with what belongs to them.")
+@click.option(
+    "--migrations", "migrations_dir", envvar="BITLOOT_MIGRATIONS_DIR",
+    type=click.Path(file_okay=False), metavar="DIR",
+    help="Migrations folder [env: BITLOOT_MIGRATIONS_DIR; default: the packaged ones].",
+)
 @click.option("-v", "--verbose", count=True, help="Log to stderr (-vv adds the SQL).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
-def copy_command(source_url, dest_url, replace, anonymize, salt, orders, since, verbose, quiet):
+def copy_command(source_url, dest_url, replace, anonymize, salt, orders, since, migrations_dir,
+                 verbose, quiet):
     """Copy a database into another, across backends, and check the copy.
 
     The destination is migrated to the source's level first; the rows stream
@@ -625,7 +632,8 @@ def copy_command(source_url, dest_url, replace, anonymize, salt, orders, since, 
                     with _Bars() as bars:
                         result = copy_database(source, destination, replace=replace,
                                                anonymize=anonymize, salt=salt, orders=orders,
-                                               since=since, progress=bars)
+                                               since=since, progress=bars,
+                                               migrations_dir=migrations_dir)
                 finally:
                     destination.close()
             finally:
@@ -674,6 +682,7 @@ class _StepProgress:
         self.shown = False
         self.bar = None
         self.thread = None
+        self.waiting = False  # for another deploy's lock: that is said, not a step
 
     def __enter__(self):
         if self.on:
@@ -688,14 +697,16 @@ class _StepProgress:
             self.thread.join()
         self._clear()
 
-    def wrap(self, callback):
-        """``callback`` for on_step, with the status line cleared before it prints."""
-        def on_step(step):
+    def wrap(self, callback, waiting=False):
+        """``callback`` for on_step (or on_wait, ``waiting``), with the status line
+        cleared before it prints."""
+        def call(*args):
             with self.lock:
                 self._clear()
                 self.since = time.monotonic()
-            callback(step)
-        return on_step
+                self.waiting = waiting
+            callback(*args)
+        return call
 
     def _clear(self):
         if self.bar is not None:
@@ -708,7 +719,7 @@ class _StepProgress:
     def _watch(self):
         try:
             while not self.done.wait(self.POLL):
-                if time.monotonic() - self.since >= self.AFTER:
+                if not self.waiting and time.monotonic() - self.since >= self.AFTER:
                     self._show()
         except BitlootError:  # only a display: never fail the migration for it
             pass

@@ -107,24 +107,27 @@ class Writer:
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def _copy_value(value):
-    if value is None:
-        return "\\N"
-    if value is True:
-        return "t"
-    if value is False:
-        return "f"
-    return str(value).translate(_ESCAPES)
-
-
 def _copy_text(rows):
-    buffer = io.StringIO()
-    write = buffer.write
+    """``rows`` in COPY's text format. Most values need no escape: a backslash, or a
+    character that is not printable (tab, newline ...), sends one through translate."""
+    lines = []
     for row in rows:
-        write("\t".join([_copy_value(value) for value in row]))
-        write("\n")
-    buffer.seek(0)
-    return buffer
+        fields = []
+        for value in row:
+            if value is None:
+                fields.append("\\N")
+            elif value is True:
+                fields.append("t")
+            elif value is False:
+                fields.append("f")
+            else:
+                text = value if type(value) is str else str(value)
+                if "\\" in text or not text.isprintable():
+                    text = text.translate(_ESCAPES)
+                fields.append(text)
+        lines.append("\t".join(fields))
+    lines.append("")
+    return io.StringIO("\n".join(lines))
 
 
 @contextlib.contextmanager

@@ -69,7 +69,7 @@ class CopyResult:
 
 def copy(source, destination, *, replace: bool = False, anonymize: bool = False,
          salt: str | None = None, orders: int | None = None, since: dt.datetime | None = None,
-         progress=None, batch: int = BATCH) -> CopyResult:
+         progress=None, batch: int = BATCH, migrations_dir=None) -> CopyResult:
     """Copy every row of ``source`` into ``destination`` (open Databases); a CopyResult.
 
     ``replace``: empty a destination that holds rows (else DatabaseNotEmpty).
@@ -78,6 +78,8 @@ def copy(source, destination, *, replace: bool = False, anonymize: bool = False,
     ``orders`` / ``since``: only the newest ``orders`` orders (or those created
     at or after ``since``, naive = UTC), with their items, keys, payments and
     webhook logs. ``progress(label, done, total)`` is called after each batch.
+    ``migrations_dir``: the migrations that say what the levels are (default: the
+    packaged ones).
     """
     from .. import migrating  # the migration machinery, only when needed
     from ..runner import Router
@@ -88,8 +90,9 @@ def copy(source, destination, *, replace: bool = False, anonymize: bool = False,
     if since is not None and not isinstance(since, dt.datetime):
         raise ValidationError("since", since, "must be a datetime")
     started = time.perf_counter()
-    level = _source_level(Router(source))
-    migrated = _prepare_destination(destination, Router(destination), level, replace, migrating)
+    level = _source_level(Router(source, migrations_dir))
+    migrated = _prepare_destination(destination, Router(destination, migrations_dir), level,
+                                    replace, migrating, migrations_dir)
     anonymizer = None
     if anonymize:
         from .anonymize import random_salt
@@ -134,7 +137,7 @@ def _source_level(router):
     return applied[-1]
 
 
-def _prepare_destination(destination, router, level, replace, migrating):
+def _prepare_destination(destination, router, level, replace, migrating, migrations_dir):
     """Bring the destination to ``level``: migrate it up, or (emptied first, only with
     ``replace``) roll it back down. Returns the migrations applied."""
     history = router.history()
@@ -147,8 +150,8 @@ def _prepare_destination(destination, router, level, replace, migrating):
                 for model in reversed(MODELS):
                     if destination.table_exists(model._meta.table_name):
                         destination.execute_sql(f"DELETE FROM {quote(model._meta.table_name)}")
-        migrating.rollback(destination, to=level)
-    return migrating.migrate(destination, to=level)
+        migrating.rollback(destination, to=level, migrations_dir=migrations_dir)
+    return migrating.migrate(destination, to=level, migrations_dir=migrations_dir)
 
 
 def _holds_rows(database):
