@@ -62,6 +62,13 @@ class Settings:
 # --------------------------------------------------------------------------- databases
 
 
+#: The name prefix of the throwaway PostgreSQL databases (a test sets its own, to find
+#: exactly its run's): always bitloot_bench_..., which .ci/run clears after a crash.
+_PREFIX = os.environ.get("BITLOOT_BENCH_DB_PREFIX", "bitloot_bench_")
+if not _PREFIX.startswith("bitloot_bench_"):
+    raise SystemExit("BITLOOT_BENCH_DB_PREFIX must start with bitloot_bench_")
+
+
 class Databases:
     """Throwaway databases: SQLite files in a temporary folder, PostgreSQL databases
     named ``bitloot_bench_<random>`` on the server of ``pg_url``; ``close`` removes all."""
@@ -79,7 +86,7 @@ class Databases:
         return f"sqlite:///{os.path.join(self.folder, uuid.uuid4().hex[:12] + '.db')}"
 
     def postgres(self, template=None):
-        name = f"bitloot_bench_{uuid.uuid4().hex[:12]}"
+        name = f"{_PREFIX}{uuid.uuid4().hex[:12]}"
         sql = f'CREATE DATABASE "{name}"'
         if template:
             sql += f' TEMPLATE "{database_name(template)}"'

@@ -2,8 +2,10 @@
 SQLite and PostgreSQL, at a tiny scale. Speed is not asserted here: `make bench`
 measures it; this proves the harness works (SQLAlchemy comes with the test extra)."""
 
+import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import conftest
@@ -21,20 +23,23 @@ HEADINGS = ("== 1. Checkout flow ==", "== 2. Key restock ==", "== 3. Lookup at s
             "== 7. Lookup on a read replica (PostgreSQL) ==", "== Targets ==")
 
 
-def _bench_databases(pg_admin):
+def _bench_databases(pg_admin, prefix):
     rows = pg_admin.execute_sql(
-        "SELECT datname FROM pg_database WHERE datname LIKE 'bitloot\\_bench\\_%%'"
+        "SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (prefix,)
     ).fetchall()
     return {name for (name,) in rows}
 
 
 @pytest.mark.slow
 def test_every_scenario_runs_at_a_tiny_scale(pg_admin):
-    before = _bench_databases(pg_admin)
+    # This run's databases only: another bench on the same server (another checkout's)
+    # makes and drops databases of its own meanwhile.
+    prefix = f"bitloot_bench_{uuid.uuid4().hex[:6]}_"
     result = subprocess.run(
         [sys.executable, "-m", "bench.run", "--scale", "0.001", "--reps", "2",
          "--pg-url", conftest.PG_URL],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "BITLOOT_BENCH_DB_PREFIX": prefix},
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
@@ -52,7 +57,7 @@ def test_every_scenario_runs_at_a_tiny_scale(pg_admin):
     assert "7. replica lookup" in targets and "no servers" not in targets
     assert " met, " in targets.splitlines()[-1]
     # The throwaway databases are gone.
-    assert _bench_databases(pg_admin) <= before
+    assert _bench_databases(pg_admin, prefix) == set()
 
 
 def test_only_runs_a_subset_and_refuses_unknown_names():
