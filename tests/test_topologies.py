@@ -1,0 +1,273 @@
+"""Production topologies on real, private servers (tests/servers.py): PgBouncer in
+transaction and in session pooling (its default configuration), prepared statements
+that vanish or go stale, a direct migration URL, a hot standby, a failover.
+
+Nothing here touches the shared server beyond creating and dropping its own databases.
+"""
+
+import datetime as dt
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import pytest
+import servers
+from conftest import MIGRATIONS, REPO_ROOT, clean_env, fetch, opened, postgres_only, run_cli
+
+import bitloot_lite
+from bitloot_lite import InvalidDatabaseURL, Order, StorageError
+
+pytestmark = pytest.mark.usefixtures("unrelated_cwd")
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@pytest.fixture(scope="module")
+def primary():
+    """A private primary for the module, with a database ``shop`` migrated to the newest
+    migration (directly: migrations never go through a pooler)."""
+    with servers.primary() as cluster:
+        url = cluster.create_database("shop")
+        database = bitloot_lite.connect(url)
+        try:
+            bitloot_lite.migrate(database)
+        finally:
+            database.close()
+            bitloot_lite.db.database_proxy.initialize(None)
+        yield cluster
+
+
+@pytest.fixture(scope="module", params=["transaction", "session"])
+def bouncer(request, primary):
+    with servers.pgbouncer(primary, request.param) as pgbouncer:
+        yield pgbouncer
+
+
+@pytest.fixture(scope="module")
+def transaction_bouncer(primary):
+    with servers.pgbouncer(primary, "transaction") as pgbouncer:
+        yield pgbouncer
+
+
+@pytest.fixture
+def bound():
+    """Unbinds the models after the test, whatever it connected."""
+    yield
+    bitloot_lite.db.database_proxy.initialize(None)
+
+
+def lifecycle(tag):
+    """One order from checkout to a revealed key, through every service call."""
+    bl = bitloot_lite
+    order = bl.create_order(f"{tag}@example.com", [("kinguin-1", 2)], total="9.99")
+    bl.record_webhook(f"np-{tag}", "payment", {"status": "waiting"}, order=order)
+    bl.record_payment(order, f"np-{tag}", "waiting", price_amount="9.99")
+    bl.set_status(order, "waiting")
+    db = bitloot_lite.db.database_proxy.obj
+    with db.atomic():  # some of it inside the caller's transaction
+        bl.record_payment(order, f"np-{tag}", "finished")
+        bl.set_status(order, "paid")
+    bl.attach_reservation(order, f"res-{tag}")
+    assert bl.find_order_by_reservation(f"res-{tag}").id == order.id
+    assert bl.add_keys(order.items[0], [f"keys/{tag}/a", f"keys/{tag}/b"]) == 2
+    assert bl.set_status(order, "fulfilled").status.value == "fulfilled"
+    keys = bl.keys_for_order(order)
+    assert bl.reveal_key(keys[0]).viewed_at is not None
+    return order
+
+
+# --------------------------------------------------------------------------- PgBouncer
+
+
+def test_the_default_pgbouncer_config_accepts_us_and_sessions_stay_utc(bouncer, bound):
+    """No startup parameter PgBouncer refuses (options=); the session time zone is UTC
+    though the server's is not, also on server connections PgBouncer opens later."""
+    database = bitloot_lite.connect(bouncer.url("shop"))
+    try:
+        assert database.pooled
+        assert not database.prepares  # auto: no server-side PREPARE through a pooler
+        for _ in range(3):
+            bouncer.reconnect()  # the next transaction runs on a new server connection
+            (zone, skew), = fetch(database, "SELECT current_setting('TimeZone'), "
+                                            "abs(extract(epoch FROM now()::timestamp - %s))",
+                                  (dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),))
+            assert zone == "UTC" and skew < 60
+        order = lifecycle(f"one-{bouncer.mode}")
+        assert Order.get_by_id(order.id).status.value == "fulfilled"
+        # The server's own now() default of a column is UTC too.
+        (gap,), = fetch(database, 'SELECT abs(extract(epoch FROM "createdAt" - '
+                                  "(now() AT TIME ZONE 'UTC'))) FROM orders WHERE id = %s",
+                        (order.id,))
+        assert gap < 60
+    finally:
+        database.close()
+
+
+def test_status_and_check_through_pgbouncer(bouncer):
+    result = run_cli("status", "--database", bouncer.url("shop"))
+    assert result.exit_code == 0, result.output
+    assert result.output.count("applied ") == len(MIGRATIONS)
+    result = run_cli("check", "--database", bouncer.url("shop"))
+    assert result.exit_code == 0, result.output
+    assert "matches the schema" in result.output
+
+
+def test_the_prepare_option(primary, transaction_bouncer, bound):
+    direct = primary.url("shop")
+    cases = [(direct, False, True), (direct + "?prepare=false", False, False),
+             (transaction_bouncer.url("shop"), True, False),
+             (transaction_bouncer.url("shop", query="prepare=true"), True, True),
+             (direct + "?application_name=x&prepare=auto", False, True)]
+    for url, pooled, prepares in cases:
+        database = bitloot_lite.connect(url)
+        try:
+            assert (database.pooled, database.prepares) == (pooled, prepares), url
+            bitloot_lite.create_order("prepare@example.com", [("kinguin-1", 1)])
+            if not pooled:  # what the session really holds
+                held = fetch(database, "SELECT count(*) FROM pg_prepared_statements "
+                                       "WHERE name LIKE 'bitloot%%'")[0][0]
+                assert bool(held) == prepares, url
+        finally:
+            database.close()
+    with pytest.raises(InvalidDatabaseURL, match="prepare must be one of"):
+        bitloot_lite.connect(direct + "?prepare=sometimes")
+
+
+WORKER = textwrap.dedent("""
+    import sys, time, traceback, uuid
+    sys.path.insert(0, sys.argv[3])
+    import bitloot_lite
+    from test_topologies import lifecycle
+    bitloot_lite.connect(sys.argv[1])
+    done = errors = 0
+    deadline = time.monotonic() + float(sys.argv[2])
+    while time.monotonic() < deadline:
+        try:
+            lifecycle(f"w{sys.argv[4]}-{uuid.uuid4().hex[:12]}")
+            done += 1
+        except Exception:
+            errors += 1
+            traceback.print_exc()
+    print(done, errors)
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("query", ["", "prepare=false"])
+def test_four_processes_through_a_transaction_pooler_with_recycled_servers(
+    transaction_bouncer, query
+):
+    """Four client processes complete order lifecycles through PgBouncer in transaction
+    pooling with zero errors while PgBouncer keeps replacing its server connections."""
+    url = transaction_bouncer.url("shop", query=query)
+    workers = [subprocess.Popen(
+        [sys.executable, "-c", WORKER, url, "6", str(REPO_ROOT / "tests"), str(n)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+        env=clean_env()) for n in range(4)]
+    recycled = 0
+    try:
+        while any(worker.poll() is None for worker in workers):
+            time.sleep(0.3)
+            transaction_bouncer.reconnect()
+            recycled += 1
+        outputs = [worker.communicate(timeout=60) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    assert recycled >= 5
+    for worker, (out, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err[-3000:]
+        done, errors = map(int, out.split())
+        assert errors == 0 and done > 0, err[-3000:] + transaction_bouncer.log_tail(400)
+
+
+# --------------------------------------------------------------------------- prepared state
+
+
+@postgres_only
+def test_a_stale_prepared_statement_is_prepared_again(migrated, db_url, bound):
+    """A migration that retypes a column makes the plan of a prepared statement stale
+    (0A000): outside a transaction the call prepares it again and succeeds; inside one
+    it is a clean StorageError, and the next call works."""
+    order = bitloot_lite.create_order("stale@example.com", [("kinguin-1", 1)])
+    bitloot_lite.set_status(order, "waiting")
+    bitloot_lite.set_status(order, "paid")
+    bitloot_lite.attach_reservation(order, "res-stale")
+    assert bitloot_lite.find_order_by_reservation("res-stale").id == order.id  # prepared
+    with opened(db_url) as other:
+        other.execute_sql('ALTER TABLE "orders" ALTER COLUMN "email" TYPE text')
+    assert bitloot_lite.find_order_by_reservation("res-stale").email == "stale@example.com"
+
+    with opened(db_url) as other:
+        other.execute_sql('ALTER TABLE "orders" ALTER COLUMN "email" TYPE varchar')
+    with pytest.raises(StorageError) as info, migrated.atomic():
+        bitloot_lite.find_order_by_reservation("res-stale")
+    assert "0A000" in str(info.value) and info.value.__context__ is None
+    assert bitloot_lite.find_order_by_reservation("res-stale").id == order.id
+    with migrated.atomic():  # and inside a transaction too, from now on
+        assert bitloot_lite.find_order_by_reservation("res-stale").id == order.id
+
+
+@postgres_only
+@pytest.mark.parametrize("query", ["", "?prepare=true"])
+def test_prepared_statements_that_vanished_are_prepared_again(db_url, query, bound):
+    database = bitloot_lite.connect(db_url + query)
+    try:
+        bitloot_lite.migrate(database)
+        order = bitloot_lite.create_order("gone@example.com", [("kinguin-1", 1)])
+        hook = bitloot_lite.record_webhook
+
+        def attempts():
+            return hook("np-gone", "payment", {"a": 1}, order=order).attempt_count
+
+        assert attempts() == 1
+        database.execute_sql("DEALLOCATE ALL")  # as a DISCARD ALL would
+        assert attempts() == 2  # once more, not twice more
+        if query:  # still prepared: inside a transaction, a clean error, then it works
+            database.execute_sql("DEALLOCATE ALL")
+            with pytest.raises(StorageError) as info, database.atomic():
+                attempts()
+            assert "26000" in str(info.value)
+        assert attempts() == 3
+        held = fetch(database, "SELECT count(*) FROM pg_prepared_statements")[0][0]
+        # Auto turns PREPARE off once sessions forget them; an explicit true keeps it.
+        assert bool(held) == (query == "?prepare=true")
+    finally:
+        database.close()
+
+
+# --------------------------------------------------------------------------- lost answers
+
+
+def test_a_write_whose_answer_was_lost_is_not_applied_twice(primary, bound):
+    """The server commits a statement and the connection dies before its answer arrives:
+    the write is not sent again (it would count a webhook attempt twice), the call fails
+    cleanly, and the next call reconnects. A read in the same plight is simply retried."""
+    url = primary.create_database(f"cut_{uuid.uuid4().hex[:8]}")
+    with servers.cutting_proxy(primary) as proxy:
+        database = bitloot_lite.connect(proxy.url(url.rsplit("/", 1)[1]))
+        try:
+            bitloot_lite.migrate(database)
+            order = bitloot_lite.create_order("cut@example.com", [("kinguin-1", 1)])
+
+            def attempt():
+                return bitloot_lite.record_webhook("np-cut", "payment", {"a": 1}, order=order)
+
+            assert attempt().attempt_count == 1
+            proxy.cut_next_answer()
+            with pytest.raises(StorageError):
+                attempt()
+            (count,), = fetch(database, 'SELECT "attemptCount" FROM webhook_logs')  # reconnects
+            assert count == 2  # committed once, by the call that failed
+            assert attempt().attempt_count == 3
+
+            proxy.cut_next_answer()
+            assert bitloot_lite.keys_for_order(order) == []  # a read: sent again, answered
+            assert bitloot_lite.set_status(order, "waiting").status.value == "waiting"
+        finally:
+            database.close()
