@@ -336,14 +336,16 @@ def pgbouncer_binary():
 def pgbouncer(cluster, mode="transaction", *, databases=("postgres", "shop"), users=("postgres",),
               server_lifetime=None, **settings):
     """PgBouncer in ``mode`` ("transaction" or "session") pooling in front of
-    ``cluster`` (trust auth), with PgBouncer's defaults for the rest: no
-    ignore_startup_parameters in particular. ``databases`` are declared one by
+    ``cluster`` (a Cluster, or anything with ``port`` and ``hostname``; trust
+    auth), with PgBouncer's defaults for the rest: no ignore_startup_parameters
+    in particular. ``databases`` are declared one by
     one (PgBouncer 1.18 drops the server connections of a database it made up
     from the ``*`` fallback when a RECONNECT meets a new client), every other
     name goes through the fallback. ``server_lifetime``
     (seconds) makes it recycle its server connections that often; ``settings``
     add more lines to its [pgbouncer] section."""
     binary = pgbouncer_binary()
+    host = getattr(cluster, "hostname", "127.0.0.1")  # any server: a Cluster, or (bench) another
     with _directory("bitloot-pgbouncer-") as (root, owner):
         port = free_port()
         (root / "userlist.txt").write_text("".join(f'"{user}" ""\n' for user in users))
@@ -359,9 +361,9 @@ def pgbouncer(cluster, mode="transaction", *, databases=("postgres", "shop"), us
         config = root / "pgbouncer.ini"
         config.write_text(
             "[databases]\n"
-            + "".join(f"{name} = host=127.0.0.1 port={cluster.port} dbname={name}\n"
+            + "".join(f"{name} = host={host} port={cluster.port} dbname={name}\n"
                       for name in databases)
-            + f"* = host=127.0.0.1 port={cluster.port}\n\n[pgbouncer]\n"
+            + f"* = host={host} port={cluster.port}\n\n[pgbouncer]\n"
             + "".join(f"{key} = {value}\n" for key, value in lines.items()))
         for path in root.iterdir():
             if owner is not None:

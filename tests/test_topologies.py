@@ -271,3 +271,132 @@ def test_a_write_whose_answer_was_lost_is_not_applied_twice(primary, bound):
             assert bitloot_lite.set_status(order, "waiting").status.value == "waiting"
         finally:
             database.close()
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+@pytest.fixture(scope="module")
+def standby(primary):
+    with servers.standby(primary) as cluster:
+        servers.wait_replayed(primary, cluster)
+        yield cluster
+
+
+MIGRATING = [("migrate",), ("rollback",), ("baseline", "--to", MIGRATIONS[0]), ("sql",)]
+
+
+@pytest.mark.parametrize("args", MIGRATING, ids=[args[0] for args in MIGRATING])
+def test_migrating_commands_refuse_a_standby_at_once(standby, args):
+    result = run_cli(*args, "--database", standby.url("shop"))
+    assert result.exit_code == 1, result.output  # also with nothing pending
+    assert "read-only standby" in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_status_and_check_work_on_a_standby(standby):
+    assert run_cli("status", "--database", standby.url("shop")).exit_code == 0
+    result = run_cli("check", "--database", standby.url("shop"))
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("args", MIGRATING, ids=[args[0] for args in MIGRATING])
+def test_migrating_commands_refuse_a_pooler_and_name_the_fix(bouncer, args):
+    before = servers.query(bouncer.url("shop"), 'SELECT count(*) FROM "migratehistory"')
+    result = run_cli(*args, "--database", bouncer.url("shop"))
+    assert result.exit_code == 1, result.output
+    assert "cannot be trusted" in result.output and "MIGRATION_DATABASE_URL" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert servers.query(bouncer.url("shop"), 'SELECT count(*) FROM "migratehistory"') == before
+    # No lock left behind on any server session.
+    assert not servers.query(bouncer.url("shop"),
+                             "SELECT 1 FROM pg_locks WHERE locktype = 'advisory'")
+
+
+def test_the_migration_url_is_used_by_the_migrating_commands(primary, transaction_bouncer):
+    """DATABASE_URL through the pooler for the app, MIGRATION_DATABASE_URL direct."""
+    url = primary.create_database(f"two_{uuid.uuid4().hex[:8]}")
+    pooled = transaction_bouncer.url(url.rsplit("/", 1)[1])
+    env = {"DATABASE_URL": pooled}
+    assert run_cli("status", env=env).exit_code == 1  # all pending
+    assert run_cli("migrate", env=env).exit_code == 1  # through the pooler: refused
+    result = run_cli("sql", env={**env, "MIGRATION_DATABASE_URL": url})
+    assert result.exit_code == 0 and "CREATE TABLE" in result.output
+    result = run_cli("migrate", env={**env, "MIGRATION_DATABASE_URL": url})
+    assert result.exit_code == 0, result.output
+    assert f"{len(MIGRATIONS)} migration(s) applied" in result.output
+    assert run_cli("status", env=env).exit_code == 0
+    result = run_cli("rollback", "--migration-database", url, env=env)
+    assert result.exit_code == 0, result.output
+    assert run_cli("status", env=env).exit_code == 1
+    assert run_cli("migrate", "--migration-database", url, env=env).exit_code == 0
+
+
+def test_a_server_refusal_is_one_line_not_a_traceback(primary):
+    """A migrating command the server refuses half-way (here: a role that may read the
+    history but not use its sequence, as sql's setval needs) prints one line."""
+    url = primary.create_database(f"refuse_{uuid.uuid4().hex[:8]}")
+    assert run_cli("migrate", "--to", MIGRATIONS[1], "--database", url).exit_code == 0
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    primary.sql(f'CREATE ROLE "{role}" LOGIN')
+    primary.sql(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"',
+                database=url.rsplit("/", 1)[1])
+    result = run_cli("sql", "--database", url.replace("postgres@", f"{role}@"))
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:"), result.output
+    assert "permission denied" in lines[0] and "SQLSTATE 42501" in lines[0]
+
+
+# --------------------------------------------------------------------------- failover
+
+
+def test_multi_host_urls_are_accepted_and_masked():
+    url = "postgresql://app:s3cret@10.0.0.1:5432,10.0.0.2:5433/shop?target_session_attrs=read-write"
+    assert bitloot_lite.db.is_multi_host(url)
+    assert bitloot_lite.db.mask_url(url) == url.replace("s3cret", "***")
+    assert not bitloot_lite.db.is_multi_host("postgresql://app@db:5432/shop?a=1,2")
+    with pytest.raises(InvalidDatabaseURL) as info:
+        bitloot_lite.connect("postgresql://app:s3cret@127.0.0.1:1,127.0.0.1:2/")
+    assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.slow
+def test_a_long_running_script_survives_a_failover(bound):
+    """A multi-host URL with target_session_attrs=read-write: the primary stops, its
+    standby is promoted, and the script's next call succeeds on the new primary, with
+    no write lost or applied twice."""
+    with servers.primary() as old, servers.standby(old) as new:
+        old.create_database("shop")
+        servers.wait_replayed(old, new)
+        url = (f"postgresql://postgres@{old.host},{new.host}/shop"
+               "?target_session_attrs=read-write&connect_timeout=5")
+        database = bitloot_lite.connect(url)
+        try:
+            bitloot_lite.migrate(database)
+            order = bitloot_lite.create_order("failover@example.com", [("kinguin-1", 1)])
+            bitloot_lite.set_status(order, "waiting")
+            hook = bitloot_lite.record_webhook("np-f", "payment", {"a": 1}, order=order)
+            assert hook.attempt_count == 1
+            assert run_cli("status", "--database", url).exit_code == 0
+            servers.wait_replayed(old, new)
+
+            old.stop("fast")
+            new.promote()
+
+            # The next calls, outside a transaction, run on the promoted standby.
+            assert bitloot_lite.set_status(order, "paid").status.value == "paid"
+            again = bitloot_lite.record_webhook("np-f", "payment", {"a": 1}, order=order)
+            assert again.attempt_count == 2
+            assert lifecycle("after-failover").status.value == "fulfilled"
+            assert fetch(database, "SELECT inet_server_port(), pg_is_in_recovery()") == [
+                (new.port, False)]
+        finally:
+            database.close()
+        rows = servers.query(new.url("shop"), 'SELECT o.email, o.status::text, '
+                             'w."attemptCount" FROM orders o LEFT JOIN webhook_logs w '
+                             'ON w."orderId" = o.id ORDER BY o.email')
+        assert rows == [("after-failover@example.com", "fulfilled", 1),
+                        ("failover@example.com", "paid", 2)]
+        result = run_cli("status", "--database", url)
+        assert result.exit_code == 0, result.output
