@@ -22,10 +22,10 @@ import psycopg2
 from bitloot_lite import DatabaseUnavailable, StorageError
 from bitloot_lite.db import mask_url
 
-from . import online, scenarios
+from . import online, pooled, scenarios
 from .common import Databases, Settings, machine, table
 
-SCENARIOS = ("checkout", "restock", "lookup", "startup", "migrate", "online")
+SCENARIOS = ("checkout", "restock", "lookup", "startup", "migrate", "online", "pooled")
 
 
 def parse(argv):
@@ -107,6 +107,8 @@ def _run_scenario(name, settings, databases):
                 return scenarios.startup(settings)
             if name == "online":
                 return online.online(settings, databases)
+            if name == "pooled":
+                return pooled.pooled(settings, databases)
             return getattr(scenarios, name)(settings, databases)
         except SERVER_GONE as exc:
             if attempt == ATTEMPTS:
