@@ -400,3 +400,24 @@ def test_a_long_running_script_survives_a_failover(bound):
                         ("failover@example.com", "paid", 2)]
         result = run_cli("status", "--database", url)
         assert result.exit_code == 0, result.output
+
+
+@postgres_only
+def test_an_unlock_on_the_wrong_session_ends_the_session_holding_the_lock(db_url):
+    """What a pooler that hid itself would do at the end of a migrate: our unlock runs on
+    another server session. The lock must not stay behind on the one that took it."""
+    from bitloot_lite.locking import _PostgresLock
+
+    with opened(db_url) as holder, opened(db_url) as other:
+        lock = _PostgresLock(holder)
+        assert lock.try_acquire()
+        lock.database = other  # the unlock lands on another session
+        lock.release()
+        with opened(db_url) as probe:
+            deadline = time.monotonic() + 10
+            while fetch(probe, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = %s",
+                        (lock.pid,)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not fetch(probe, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+                                    "AND pid = %s", (lock.pid,))
+            assert _PostgresLock(probe).try_acquire()  # free for the next migrate
