@@ -155,6 +155,34 @@ WORKER = textwrap.dedent("""
 """)
 
 
+def run_workers(bouncer, url, seconds, between=None):
+    """Four worker processes doing lifecycles on ``url`` for ``seconds``, calling
+    ``between()`` every 0.3 s meanwhile; asserts each completed some with no error.
+    Returns how many times ``between`` ran."""
+    workers = [subprocess.Popen(
+        [sys.executable, "-c", WORKER, url, str(seconds), str(REPO_ROOT / "tests"), str(n)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+        env=clean_env()) for n in range(4)]
+    calls = 0
+    try:
+        while any(worker.poll() is None for worker in workers):
+            time.sleep(0.3)
+            if between is not None:
+                between()
+                calls += 1
+        outputs = [worker.communicate(timeout=60) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    for worker, (out, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err[-3000:] + bouncer.log_tail(400)
+        done, errors = map(int, out.split())
+        assert errors == 0 and done > 0, err[-3000:] + bouncer.log_tail(400)
+    return calls
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("query", ["", "prepare=false"])
 def test_four_processes_through_a_transaction_pooler_with_recycled_servers(
@@ -163,27 +191,21 @@ def test_four_processes_through_a_transaction_pooler_with_recycled_servers(
     """Four client processes complete order lifecycles through PgBouncer in transaction
     pooling with zero errors while PgBouncer keeps replacing its server connections."""
     url = transaction_bouncer.url("shop", query=query)
-    workers = [subprocess.Popen(
-        [sys.executable, "-c", WORKER, url, "6", str(REPO_ROOT / "tests"), str(n)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
-        env=clean_env()) for n in range(4)]
-    recycled = 0
-    try:
-        while any(worker.poll() is None for worker in workers):
-            time.sleep(0.3)
-            transaction_bouncer.reconnect()
-            recycled += 1
-        outputs = [worker.communicate(timeout=60) for worker in workers]
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait()
-    assert recycled >= 5
-    for worker, (out, err) in zip(workers, outputs, strict=True):
-        assert worker.returncode == 0, err[-3000:]
-        done, errors = map(int, out.split())
-        assert errors == 0 and done > 0, err[-3000:] + transaction_bouncer.log_tail(400)
+    assert run_workers(transaction_bouncer, url, 6, transaction_bouncer.reconnect) >= 5
+
+
+@pytest.mark.slow
+def test_four_processes_through_a_pooler_with_a_short_server_lifetime(primary):
+    """The other way PgBouncer recycles: server connections older than server_lifetime
+    are closed when released (here: every second)."""
+    with servers.pgbouncer(primary, "transaction", server_lifetime=1) as bouncer:
+        pids = set()
+
+        def note_servers():
+            pids.update(bouncer.server_pids())
+
+        run_workers(bouncer, bouncer.url("shop"), 5, note_servers)
+    assert len(pids) > 8  # its server sessions were replaced while the workers ran
 
 
 # --------------------------------------------------------------------------- prepared state
