@@ -443,3 +443,23 @@ def test_an_unlock_on_the_wrong_session_ends_the_session_holding_the_lock(db_url
             assert not fetch(probe, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
                                     "AND pid = %s", (lock.pid,))
             assert _PostgresLock(probe).try_acquire()  # free for the next migrate
+
+
+@postgres_only
+def test_a_prepared_statement_that_already_exists_is_replaced(db_url, bound):
+    """42P05: the session already holds a statement of that name (a pooler handed us a
+    session another client prepared it on). Ours replaces it, and the call works."""
+    from bitloot_lite import statements
+
+    database = bitloot_lite.connect(db_url + "?prepare=true")
+    try:
+        bitloot_lite.migrate(database)
+        order = bitloot_lite.create_order("exists@example.com", [("kinguin-1", 1)])
+        ((name, _),) = statements._compile("keys_for_order", True, None, None, True)[1]
+        database.execute_sql(f"PREPARE {name} AS SELECT 1")  # same name, not ours
+        assert bitloot_lite.keys_for_order(order) == []
+        (text,), = fetch(database, "SELECT statement FROM pg_prepared_statements "
+                                   "WHERE name = %s", (name,))
+        assert '"keys"' in text
+    finally:
+        database.close()
