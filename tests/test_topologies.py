@@ -195,6 +195,12 @@ def test_four_processes_through_a_transaction_pooler_with_recycled_servers(
 
 
 @pytest.mark.slow
+def test_four_processes_through_a_session_pooler(primary):
+    with servers.pgbouncer(primary, "session") as bouncer:
+        run_workers(bouncer, bouncer.url("shop"), 4, bouncer.reconnect)
+
+
+@pytest.mark.slow
 def test_four_processes_through_a_pooler_with_a_short_server_lifetime(primary):
     """The other way PgBouncer recycles: server connections older than server_lifetime
     are closed when released (here: every second)."""
