@@ -409,8 +409,13 @@ def test_a_long_running_script_survives_a_failover(bound):
             assert run_cli("status", "--database", url).exit_code == 0
             servers.wait_replayed(old, new)
 
-            old.stop("fast")
-            new.promote()
+            # A transaction open across the failover fails whole.
+            with pytest.raises(StorageError), database.atomic():
+                bitloot_lite.create_order("in-flight@example.com", [("kinguin-2", 1)])
+                old.stop("fast")
+                new.promote()
+                bitloot_lite.create_order("in-flight@example.com", [("kinguin-3", 1)])
+            assert not database.in_transaction()
 
             # The next calls, outside a transaction, run on the promoted standby.
             assert bitloot_lite.set_status(order, "paid").status.value == "paid"
