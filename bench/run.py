@@ -22,11 +22,11 @@ import psycopg2
 from bitloot_lite import DatabaseUnavailable, StorageError
 from bitloot_lite.db import mask_url
 
-from . import local, online, replica, scenarios
+from . import local, online, pooled, replica, scenarios
 from .common import Databases, Settings, machine, table
 
 SCENARIOS = ("checkout", "restock", "lookup", "startup", "migrate", "online", "demo", "copy",
-             "replica")
+             "pooled", "replica")
 
 
 def parse(argv):
@@ -110,6 +110,8 @@ def _run_scenario(name, settings, databases):
                 return online.online(settings, databases)
             if name in ("demo", "copy"):
                 return getattr(local, name)(settings, databases)
+            if name == "pooled":
+                return pooled.pooled(settings, databases)
             if name == "replica":
                 return replica.replica(settings, databases)
             return getattr(scenarios, name)(settings, databases)

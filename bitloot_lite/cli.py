@@ -18,11 +18,17 @@ import threading
 import time
 
 import click
+import peewee as pw
 
 from . import migrating, offline
 from .db import is_postgres, mask_url, open_database, redact, resolve_url, url_secrets
-from .errors import BitlootError, ConfigurationError
+from .errors import BitlootError, ConfigurationError, ServerRefused
 from .grants import apply_grants, grant_statements
+
+try:
+    import psycopg2
+except ImportError:  # pragma: no cover - psycopg2-binary is a dependency
+    psycopg2 = None
 
 logger = logging.getLogger("bitloot_lite.cli")
 
@@ -46,21 +52,36 @@ def _common_options(function):
     )(function)
 
 
-def _common(command=None, *, error_exit=1, read_only=False, needs_database=None):
-    """--database, --migrations, -v and -q, shared by every command.
+def _common(command=None, *, error_exit=1, read_only=False, needs_database=None,
+            migrating_command=False):
+    """--database, --migrations, -v and -q, shared by every command, and
+    --migration-database for the ``migrating_command``s (migrate, rollback,
+    baseline, sql), which then run on that URL when it is set.
 
-    A BitlootError exits with ``error_exit`` (1, or 2 where 1 means something else).
+    A BitlootError exits with ``error_exit`` (1, or 2 where 1 means something else),
+    and so does anything the server refuses (one line, never a traceback).
     ``read_only``: a SQLite file that does not exist is an error, not created.
     ``needs_database(kwargs)``: False where this call opens no database (``sql
     --offline``, ``new``); the command then gets None for it.
     """
     if command is None:
         return functools.partial(_common, error_exit=error_exit, read_only=read_only,
-                                 needs_database=needs_database)
+                                 needs_database=needs_database,
+                                 migrating_command=migrating_command)
+
+    def migration_option(function):
+        if not migrating_command:
+            return function
+        return click.option(
+            "--migration-database", "migration_url", envvar="MIGRATION_DATABASE_URL",
+            metavar="URL", help="Direct URL for migrations, bypassing a pooler "
+                                "[env: MIGRATION_DATABASE_URL; default: --database].",
+        )(function)
 
     @_common_options
+    @migration_option
     @functools.wraps(command)
-    def wrapper(url, migrations_dir, verbose, quiet, **kwargs):
+    def wrapper(url, migrations_dir, verbose, quiet, migration_url=None, **kwargs):
         context = click.get_current_context()
         before = context.find_root().obj or {}  # the same options, given before the command
         url = url or before.get("url")
@@ -68,7 +89,7 @@ def _common(command=None, *, error_exit=1, read_only=False, needs_database=None)
         verbose += before.get("verbose") or 0
         quiet = bool(quiet or before.get("quiet"))
         context.meta["bitloot.quiet"] = quiet
-        url = resolve_url(url)
+        url = migration_url or resolve_url(url)
         secrets = url_secrets(url)
         with _logging_to_stderr(verbose, secrets):
             try:
@@ -76,9 +97,11 @@ def _common(command=None, *, error_exit=1, read_only=False, needs_database=None)
                     return command(None, mask_url(url), migrations_dir, **kwargs)
                 database = open_database(url, must_exist=read_only)
                 try:
-                    return command(database, mask_url(url), migrations_dir, **kwargs)
+                    return _refusals_as_errors(command, database, mask_url(url),
+                                               migrations_dir, **kwargs)
                 finally:
-                    database.close()
+                    with contextlib.suppress(*_DRIVER_ERRORS):
+                        database.close()
             except BitlootError as exc:
                 # One line, plus the list of a refusal's reasons ("  - ...": AdoptionError's
                 # differences, InvalidMigrationFiles' files), all of them and not only
@@ -93,6 +116,26 @@ def _common(command=None, *, error_exit=1, read_only=False, needs_database=None)
                 raise error from None
 
     return wrapper
+
+
+#: What the server's refusals reach us as, when no library call turned them into a
+#: BitlootError: peewee's wrappers, or the driver's own exceptions.
+_DRIVER_ERRORS = (pw.PeeweeException,) + ((psycopg2.Error,) if psycopg2 else ())
+
+
+def _refusals_as_errors(command, *args, **kwargs):
+    """``command(*args, **kwargs)``, with a statement the server refused (read-only,
+    a missing privilege ...) raised as a one-line ServerRefused, not a traceback."""
+    try:
+        return command(*args, **kwargs)
+    except _DRIVER_ERRORS as exc:
+        original = next((error for error in (exc.__cause__, exc.__context__,
+                                             exc.args[0] if exc.args else None)
+                         if getattr(error, "pgcode", None)), exc)
+        lines = [line.strip() for line in str(original).splitlines() if line.strip()]
+        error = ServerRefused(getattr(original, "pgcode", None),
+                              lines[0] if lines else type(original).__name__)
+    raise error
 
 
 def _exclusive(*names):
@@ -228,7 +271,7 @@ def _step_json(step):
               help="Apply pending migrations older than the newest applied one.")
 @_json_option
 @_deploy_options
-@_common
+@_common(migrating_command=True)
 def migrate(database, where, migrations_dir, to, allow_out_of_order, allow_edited,
             lock_timeout, ddl_lock_timeout, as_json):
     """Apply the pending migrations, in order.
@@ -243,6 +286,7 @@ def migrate(database, where, migrations_dir, to, allow_out_of_order, allow_edite
         bitloot-lite migrate
         bitloot-lite migrate --to 003_create_webhook_logs --lock-timeout 60
         bitloot-lite migrate --to 003 --json
+        bitloot-lite migrate --migration-database postgresql://owner@db-primary/bitloot
     """
     started = time.perf_counter()
     steps = []
@@ -284,7 +328,7 @@ def migrate(database, where, migrations_dir, to, allow_out_of_order, allow_edite
 @_exclusive("steps", "to")
 @_json_option
 @_deploy_options
-@_common
+@_common(migrating_command=True)
 def rollback(database, where, migrations_dir, steps, to, allow_edited, lock_timeout,
              ddl_lock_timeout, as_json):
     """Undo the newest migrations (one by default).
@@ -370,7 +414,8 @@ def status(database, where, migrations_dir, as_json, allow_edited):
               help="With --offline: the backend to render for [default: the URL's].")
 @click.option("--json", "as_json", is_flag=True, help="Print the statement list as JSON.")
 @_exclusive("start", "rollback_steps")
-@_common(read_only=True, needs_database=lambda kwargs: not kwargs["offline_only"])
+@_common(read_only=True, migrating_command=True,
+         needs_database=lambda kwargs: not kwargs["offline_only"])
 def sql(database, where, migrations_dir, to, start, rollback_steps, offline_only, backend,
         as_json):
     """Print the SQL that migrate (or rollback --steps N) would run, as a runnable script.
@@ -448,7 +493,7 @@ def check(database, where, migrations_dir, models, as_json):
 @click.option("--to", "to", metavar="NAME", required=True,
               help="The last migration whose schema the database already has.")
 @_lock_timeout_option
-@_common
+@_common(migrating_command=True)
 def baseline(database, where, migrations_dir, to, lock_timeout):
     """Record migrations up to NAME as applied, for tables made outside bitloot-lite.
 

@@ -587,3 +587,41 @@ class DatabaseNotFound(DatabaseUnavailable):
         self.path = path
         super().__init__(url, f"no SQLite database file {path} (a read-only command creates "
                               "none: check the path, or create it with `bitloot-lite migrate`)")
+
+
+# --------------------------------------------------------------------------- topologies
+
+
+class ReadOnlyServer(MigrationError):
+    """The server is a read-only hot standby (``pg_is_in_recovery()``): migrations,
+    rollbacks, baselines and their SQL preview run on the primary only."""
+
+    def __init__(self):
+        super().__init__("the server is a read-only standby (pg_is_in_recovery() is true): "
+                         "run migrations on the primary (set MIGRATION_DATABASE_URL or "
+                         "--migration-database to it)")
+
+
+class LockUntrusted(MigrationError):
+    """The migration lock (a session-level advisory lock) cannot be trusted on this
+    connection: a connection pooler is in between (``reason`` says how it showed),
+    which may hand the session holding the lock to another client, or our
+    statements to another session. Nothing was applied."""
+
+    def __init__(self, reason):
+        self.reason = reason
+        super().__init__(f"the migration lock cannot be trusted: {reason}; nothing was "
+                         "applied. Run migrations on a direct connection to the server: set "
+                         "MIGRATION_DATABASE_URL (or --migration-database) to a URL that "
+                         "bypasses the pooler")
+
+
+class ServerRefused(MigrationError):
+    """The server refused a statement of a migration command (``sqlstate``; the
+    server's first line in ``reason``): a missing privilege, a read-only transaction ..."""
+
+    def __init__(self, sqlstate, reason):
+        self.sqlstate = sqlstate
+        self.reason = reason
+        code = f" (SQLSTATE {sqlstate})" if sqlstate else ""
+        super().__init__(f"the server refused: {reason}{code}")

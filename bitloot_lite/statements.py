@@ -6,10 +6,11 @@ varies (a row count, a target status ...). Statements are written with ``?``
 placeholders. On PostgreSQL each becomes a server-side prepared statement,
 parsed and planned once per connection (planning an INSERT ... SELECT costs
 more than running it): the first use on a connection sends its PREPARE, every
-use one EXECUTE. Only constants (column names, enum values) are ever put into
-the text; every value is a parameter. ``write`` runs the statement that is a
-call's whole write, and ``atomic`` several, so that a failure inside the
-caller's transaction undoes only the call.
+use one EXECUTE (prepared.py keeps track; the URL's ``?prepare=`` turns it
+off, as through a transaction pooler). Only constants (column names, enum
+values) are ever put into the text; every value is a parameter. ``write``
+runs the statement that is a call's whole write, and ``atomic`` several, so
+that a failure inside the caller's transaction undoes only the call.
 """
 
 import contextlib
@@ -21,12 +22,11 @@ import os
 import re
 import sqlite3
 import time
-import weakref
 
 import peewee as pw
 
-from . import replicas
-from .db import driver_error, sqlite_full, unwrap
+from . import prepared, replicas
+from .db import driver_error, is_read, sqlite_full, unwrap
 from .errors import (
     INSUFFICIENT_PRIVILEGE,
     SQLITE_LOCKED,
@@ -60,37 +60,41 @@ PREPARE_ROWS = 64
 
 _BUILDERS = {}
 
-#: psycopg2 connection -> names of the statements prepared on it.
-_PREPARED = weakref.WeakKeyDictionary()
-
-
 def run(db, name, params=(), arg=None, savepoint=None):
     """Execute statement ``name`` on ``db``; returns the cursor.
 
     ``savepoint`` (PostgreSQL): "open" sends ``SAVEPOINT`` in the same query
     string, before the statement; "wrap" also sends the ``RELEASE`` after it.
+
+    A prepared statement that vanished or went stale is prepared again and
+    the statement run once more, outside a transaction (where the failed
+    statement undid itself whole); inside one, the error is raised (the call
+    fails with a StorageError) and the next call prepares afresh.
     """
     if not isinstance(db, pw.PostgresqlDatabase):
-        return _execute(db, _compile(name, False, arg, None)[0], params)
-    text, prepares = _compile(name, True, arg, savepoint)
+        return _execute(db, _compile(name, False, arg, None, False)[0], params)
+    try:
+        return _run_postgres(db, name, params, arg, savepoint)
+    except _DATABASE_ERRORS as exc:
+        if not prepared.lost(db, exc, _compile(name, True, arg, savepoint, True)[1], name):
+            raise
+    return _run_postgres(db, name, params, arg, savepoint)
+
+
+def _run_postgres(db, name, params, arg, savepoint):
+    text, prepares, repeatable = _compile(name, True, arg, savepoint,
+                                          getattr(db, "prepares", True))
     # A lost connection is retried on a new one (db.PostgresqlDatabase), PREPAREs
     # included: the new connection has none of the old one's statements.
     reconnecting = getattr(db, "reconnecting", None)
     if reconnecting is None:
         return _execute_prepared(db, text, params, prepares)
-    return reconnecting(_execute_prepared, db, text, params, prepares)
+    return reconnecting(_execute_prepared, db, text, params, prepares, repeatable=repeatable)
 
 
 def _execute_prepared(db, text, params, prepares):
     if prepares:
-        prepared = _PREPARED.setdefault(db.connection(), set())
-        for statement_name, prepare in prepares:
-            if statement_name not in prepared:
-                # Connection set-up, like a pragma: sent by itself, once, and not
-                # through execute_sql (it is no query of the call). PREPARE is not
-                # transactional, so a later rollback cannot undo it.
-                db.cursor().execute(prepare)
-                prepared.add(statement_name)
+        prepared.ensure(db, prepares)
     return _execute(db, text, params)
 
 
@@ -121,16 +125,18 @@ def sql(db, name, arg=None):
 
 
 @functools.lru_cache(maxsize=1024)
-def _compile(name, postgres, arg, savepoint):
-    """(text to execute, ((name, PREPARE text), ...)), once per backend, name, arg
-    and savepoint ("open", "wrap" or None: see ``run``)."""
+def _compile(name, postgres, arg, savepoint, prepare):
+    """(text to execute, ((name, PREPARE text), ...), whether it only reads), once
+    per backend, name, arg, savepoint ("open", "wrap" or None: see ``run``) and
+    ``prepare`` (False: every part sent whole, as through a transaction pooler)."""
     parts = _parts(name, postgres, arg)
+    repeatable = all(is_read(part) for part in parts)
     rows = arg if isinstance(arg, int) else 0
     executes, prepares = [SAVEPOINT] if savepoint else [], []
     for part in parts:
         if savepoint == "wrap" and isinstance(part, Outcome) and RELEASE not in executes:
             executes.append(RELEASE)
-        if not postgres or rows > PREPARE_ROWS:
+        if not postgres or not prepare or rows > PREPARE_ROWS:
             executes.append(_placeholders(part, postgres))
             continue
         statement_name = "bitloot_" + hashlib.sha1(part.encode()).hexdigest()[:16]
@@ -142,7 +148,7 @@ def _compile(name, postgres, arg, savepoint):
         executes.append(f"EXECUTE {statement_name}{arguments}")
     if savepoint == "wrap" and RELEASE not in executes:
         executes.append(RELEASE)
-    return "; ".join(executes), tuple(prepares)
+    return "; ".join(executes), tuple(prepares), repeatable
 
 
 class Outcome(str):
