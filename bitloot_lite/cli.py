@@ -414,6 +414,7 @@ def status(database, where, migrations_dir, as_json, allow_edited):
               help="With --offline: the backend to render for [default: the URL's].")
 @click.option("--json", "as_json", is_flag=True, help="Print the statement list as JSON.")
 @_exclusive("start", "rollback_steps")
+@_exclusive("to", "rollback_steps")
 @_common(read_only=True, migrating_command=True,
          needs_database=lambda kwargs: not kwargs["offline_only"])
 def sql(database, where, migrations_dir, to, start, rollback_steps, offline_only, backend,

@@ -86,8 +86,12 @@ def unclear(url: str) -> str | None:
                 "postgresql://user:password@host/db")
     if scheme[:-1].lower() in _PATH_SCHEMES and rest[2:3] not in ("/", "?", ""):
         # peewee would open sqlite://x.db as an in-memory database (x.db its "host").
-        return ("expected sqlite:///relative/path.db or sqlite:////absolute/path.db "
-                "(three slashes before a relative path)")
+        name = rest[2:].split("?", 1)[0]
+        if "@" in name or ":" in name:  # nothing that could be a secret is echoed
+            name = "relative/path.db"
+        return (f"expected sqlite:///{name} or sqlite:////absolute/path/"
+                f"{name.rsplit('/', 1)[-1]} (three slashes before a relative path, four "
+                "before an absolute one)")
     userinfo, tail = _userinfo(rest[2:])
     try:
         parsed = urlsplit(url)

@@ -99,8 +99,12 @@ def test_make_sql_prints_only_sql(db_url, tmp_path):
                               env=clean_env(DATABASE_URL=db_url))
     assert made.returncode == 0, made.stderr
     text = out.read_text()
-    assert text.startswith(f"-- migrate {MIGRATIONS[2]}\n")
-    assert "bitloot-lite" not in text and ".venv" not in text  # no command line echoed
+    assert text.startswith("-- bitloot-lite migrations for sqlite: ")  # SQL from line 1
+    blocks = [line for line in text.splitlines() if line.startswith("-- migrate ")]
+    assert blocks[0] == f"-- migrate {MIGRATIONS[2]}"
+    assert ".venv/bin/bitloot-lite" not in text and ".venv" not in text  # no command echoed
+    assert all(line.startswith(("--", "PRAGMA", "BEGIN", "COMMIT")) or not line.strip()
+               or not line.startswith(("make", "test ", ".venv")) for line in text.splitlines())
 
 
 # --- the README's shell examples, run as written -----------------------------------------------
@@ -134,7 +138,8 @@ def test_the_cli_examples_run_as_written(db_url, tmp_path):
         history = [row[0] for row in database.execute_sql(
             'SELECT "name" FROM "migratehistory" ORDER BY "id"').fetchall()]
     assert history == MIGRATIONS
-    assert (tmp_path / "next-deploy.sql").read_text().startswith("-- migrate ")
+    script = (tmp_path / "next-deploy.sql").read_text()
+    assert script.startswith("-- bitloot-lite migrations for ") and "\n-- migrate " in script
     assert (tmp_path / "other.db").exists()
 
 
