@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 
-from bitloot_lite.db import POSTGRES_OPTIONS, SQLITE_PRAGMAS, mask_url
+from bitloot_lite.db import SET_UTC, SQLITE_PRAGMAS, mask_url
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 BACKENDS = ("sqlite", "postgres")
@@ -181,7 +181,17 @@ def raw_connect(url):
         connection = sqlite3.connect(sqlite_path(url), isolation_level=None)
         apply_pragmas(connection)
         return connection
-    return psycopg2.connect(url, options=POSTGRES_OPTIONS)
+    connection = psycopg2.connect(url)
+    set_utc(connection)
+    return connection
+
+
+def set_utc(connection):
+    """A psycopg2 connection's session in UTC, as bitloot-lite's (a SET: PgBouncer
+    refuses an options= startup parameter, and keeps the time zone per client)."""
+    with connection.cursor() as cursor:
+        cursor.execute(SET_UTC)
+    connection.commit()
 
 
 def apply_pragmas(connection):

@@ -15,8 +15,6 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
-from bitloot_lite.db import POSTGRES_OPTIONS
-
 from .common import (
     CHECKOUT_EMAIL,
     CHECKOUT_ITEMS,
@@ -26,6 +24,7 @@ from .common import (
     apply_pragmas,
     backend_of,
     key_refs,
+    set_utc,
     utc_now,
 )
 
@@ -90,8 +89,9 @@ def engine_for(url):
             apply_pragmas(connection)
 
         return engine
-    return sa.create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1),
-                            connect_args={"options": POSTGRES_OPTIONS})
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg2://", 1))
+    event.listen(engine, "connect", lambda connection, _record: set_utc(connection))
+    return engine
 
 
 class Orm:

@@ -1,4 +1,4 @@
-"""7. find_order_by_reservation on a read replica, against the same lookup on the primary.
+"""8. find_order_by_reservation on a read replica, against the same lookup on the primary.
 
 A private primary and its streaming hot standby (tests/servers.py: initdb and
 pg_basebackup -R with the machine's own binaries, on free loopback ports,
@@ -45,14 +45,14 @@ def _servers():
 def replica(settings, databases):
     orders = settings.scaled(REPLICA_ORDERS, 1000)
     lookups = settings.scaled(LOOKUPS, 10)
-    print("\n== 7. Lookup on a read replica (PostgreSQL) ==")
+    print("\n== 8. Lookup on a read replica (PostgreSQL) ==")
     print(f"find_order_by_reservation of random reservations among {orders:,} orders, "
           f"on a private primary and on its streaming standby ({settings.reps} "
           f"repetitions of {lookups} lookups per contender, in turn, each lookup timed)")
     sys.stdout.flush()
     servers = _servers()
     if servers is None:
-        return [Target("7. replica lookup", "postgres", "measured", "no servers", None)]
+        return [Target("8. replica lookup", "postgres", "measured", "no servers", None)]
     with servers.primary() as primary, servers.standby(primary) as standby:
         url = primary.create_database("bitloot_bench")
         plain, routed = open_database(url), open_database(url)
@@ -72,7 +72,7 @@ def replica(settings, databases):
                                                                       AFTER_WRITE)]
     print(table(["bitloot-lite", "median us", "lookups/s", "rate vs the primary"], rows))
     ratio = medians[PRIMARY] / medians[REPLICA]
-    return [Target("7. replica lookup", "postgres", ">= 0.9x the primary's rate",
+    return [Target("8. replica lookup", "postgres", ">= 0.9x the primary's rate",
                    f"{ratio:.2f}x", ratio >= 0.9)]
 
 

@@ -22,10 +22,11 @@ import psycopg2
 from bitloot_lite import DatabaseUnavailable, StorageError
 from bitloot_lite.db import mask_url
 
-from . import online, replica, scenarios
+from . import online, pooled, replica, scenarios
 from .common import Databases, Settings, machine, table
 
-SCENARIOS = ("checkout", "restock", "lookup", "startup", "migrate", "online", "replica")
+SCENARIOS = ("checkout", "restock", "lookup", "startup", "migrate", "online", "pooled",
+             "replica")
 
 
 def parse(argv):
@@ -107,6 +108,8 @@ def _run_scenario(name, settings, databases):
                 return scenarios.startup(settings)
             if name == "online":
                 return online.online(settings, databases)
+            if name == "pooled":
+                return pooled.pooled(settings, databases)
             if name == "replica":
                 return replica.replica(settings, databases)
             return getattr(scenarios, name)(settings, databases)

@@ -83,22 +83,28 @@ def checkout(settings, databases):
     return targets
 
 
-def _checkout_on(settings, databases, backend):
-    url = databases.new(backend)
-    db = bl.connect(url)
-    bl.migrate(db)
-    raw, orm = Raw(url), Orm(url)
+def lite_checkout(db):
+    """bitloot-lite's checkout number ``n`` on ``db``, as a Contender's job."""
 
-    def lite_checkout(number):
+    def checkout(number):
         with db.atomic():
             order = bl.create_order(CHECKOUT_EMAIL, CHECKOUT_ITEMS, total=CHECKOUT_TOTAL)
             for index, item in enumerate(order.items):
                 bl.add_keys(item, key_refs("lite", number, index, KEYS_PER_ITEM))
         return order
 
+    return checkout
+
+
+def _checkout_on(settings, databases, backend):
+    url = databases.new(backend)
+    db = bl.connect(url)
+    bl.migrate(db)
+    raw, orm = Raw(url), Orm(url)
+
     try:
         rates = interleave(
-            [Contender(LITE, lite_checkout), Contender(RAW, raw.checkout),
+            [Contender(LITE, lite_checkout(db)), Contender(RAW, raw.checkout),
              Contender(ORM, orm.checkout)],
             reps=settings.reps, ops=settings.scaled(CHECKOUT_OPS, 2),
             warmup=settings.scaled(CHECKOUT_WARMUP, 1),

@@ -17,27 +17,47 @@ import sys
 import time
 
 import click
+import peewee as pw
 
 from . import migrating
 from .db import is_sqlite, mask_url, open_database, redact, resolve_url, url_secrets
-from .errors import BitlootError
+from .errors import BitlootError, ServerRefused
 from .grants import apply_grants, grant_statements
+
+try:
+    import psycopg2
+except ImportError:  # pragma: no cover - psycopg2-binary is a dependency
+    psycopg2 = None
 
 logger = logging.getLogger("bitloot_lite.cli")
 
 
-def _common(command=None, *, error_exit=1):
-    """--database, --migrations, -v and -q, shared by every command.
+def _common(command=None, *, error_exit=1, migrating_command=False):
+    """--database, --migrations, -v and -q, shared by every command, and
+    --migration-database for the ``migrating_command``s (migrate, rollback,
+    baseline, sql), which then run on that URL when it is set.
 
-    A BitlootError exits with ``error_exit`` (1, or 2 where 1 means something else).
+    A BitlootError exits with ``error_exit`` (1, or 2 where 1 means something else),
+    and so does anything the server refuses (one line, never a traceback).
     """
     if command is None:
-        return functools.partial(_common, error_exit=error_exit)
+        return functools.partial(_common, error_exit=error_exit,
+                                 migrating_command=migrating_command)
+
+    def migration_option(function):
+        if not migrating_command:
+            return function
+        return click.option(
+            "--migration-database", "migration_url", envvar="MIGRATION_DATABASE_URL",
+            metavar="URL", help="Direct URL for migrations, bypassing a pooler "
+                                "[env: MIGRATION_DATABASE_URL; default: --database].",
+        )(function)
 
     @click.option(
         "--database", "url", envvar="DATABASE_URL", metavar="URL",
         help="Database URL [env: DATABASE_URL; default: sqlite:///bitloot.db].",
     )
+    @migration_option
     @click.option(
         "--migrations", "migrations_dir", envvar="BITLOOT_MIGRATIONS_DIR",
         type=click.Path(file_okay=False), metavar="DIR",
@@ -46,17 +66,19 @@ def _common(command=None, *, error_exit=1):
     @click.option("-v", "--verbose", count=True, help="Log to stderr (-vv adds the SQL).")
     @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
     @functools.wraps(command)
-    def wrapper(url, migrations_dir, verbose, quiet, **kwargs):
+    def wrapper(url, migrations_dir, verbose, quiet, migration_url=None, **kwargs):
         click.get_current_context().meta["bitloot.quiet"] = quiet
-        url = resolve_url(url)
+        url = migration_url or resolve_url(url)
         secrets = url_secrets(url)
         with _logging_to_stderr(verbose, secrets):
             try:
                 database = open_database(url)
                 try:
-                    return command(database, mask_url(url), migrations_dir, **kwargs)
+                    return _refusals_as_errors(command, database, mask_url(url),
+                                               migrations_dir, **kwargs)
                 finally:
-                    database.close()
+                    with contextlib.suppress(*_DRIVER_ERRORS):
+                        database.close()
             except BitlootError as exc:
                 message = redact(str(exc), secrets)
                 lines = [line.strip() for line in message.splitlines() if line.strip()]
@@ -67,6 +89,26 @@ def _common(command=None, *, error_exit=1):
                 raise error from None
 
     return wrapper
+
+
+#: What the server's refusals reach us as, when no library call turned them into a
+#: BitlootError: peewee's wrappers, or the driver's own exceptions.
+_DRIVER_ERRORS = (pw.PeeweeException,) + ((psycopg2.Error,) if psycopg2 else ())
+
+
+def _refusals_as_errors(command, *args, **kwargs):
+    """``command(*args, **kwargs)``, with a statement the server refused (read-only,
+    a missing privilege ...) raised as a one-line ServerRefused, not a traceback."""
+    try:
+        return command(*args, **kwargs)
+    except _DRIVER_ERRORS as exc:
+        original = next((error for error in (exc.__cause__, exc.__context__,
+                                             exc.args[0] if exc.args else None)
+                         if getattr(error, "pgcode", None)), exc)
+        lines = [line.strip() for line in str(original).splitlines() if line.strip()]
+        error = ServerRefused(getattr(original, "pgcode", None),
+                              lines[0] if lines else type(original).__name__)
+    raise error
 
 
 def _exclusive(*names):
@@ -182,7 +224,7 @@ def cli():
 @click.option("--allow-out-of-order", is_flag=True,
               help="Apply pending migrations older than the newest applied one.")
 @_deploy_options
-@_common
+@_common(migrating_command=True)
 def migrate(database, where, migrations_dir, to, allow_out_of_order, allow_edited,
             lock_timeout, ddl_lock_timeout):
     """Apply the pending migrations, in order.
@@ -196,6 +238,7 @@ def migrate(database, where, migrations_dir, to, allow_out_of_order, allow_edite
     Example:
         bitloot-lite migrate
         bitloot-lite migrate --to 003_create_webhook_logs --lock-timeout 60
+        bitloot-lite migrate --migration-database postgresql://owner@db-primary/bitloot
     """
     started = time.perf_counter()
     applied = migrating.migrate(
@@ -219,7 +262,7 @@ def migrate(database, where, migrations_dir, to, allow_out_of_order, allow_edite
 @click.option("--to", "to", metavar="NAME", help="Undo every migration after this one.")
 @_exclusive("steps", "to")
 @_deploy_options
-@_common
+@_common(migrating_command=True)
 def rollback(database, where, migrations_dir, steps, to, allow_edited, lock_timeout,
              ddl_lock_timeout):
     """Undo the newest migrations (one by default).
@@ -281,7 +324,7 @@ def status(database, where, migrations_dir, as_json, allow_edited):
 @click.option("--rollback", "rollback_steps", type=click.IntRange(min=1), metavar="N",
               help="Preview rolling back N migrations instead.")
 @_exclusive("to", "rollback_steps")
-@_common
+@_common(migrating_command=True)
 def sql(database, where, migrations_dir, to, rollback_steps):
     """Print the SQL that migrate (or rollback --steps N) would run; change nothing.
 
@@ -353,7 +396,7 @@ def check(database, where, migrations_dir):
 @click.option("--to", "to", metavar="NAME", required=True,
               help="The last migration whose schema the database already has.")
 @_lock_timeout_option
-@_common
+@_common(migrating_command=True)
 def baseline(database, where, migrations_dir, to, lock_timeout):
     """Record migrations up to NAME as applied, for tables made outside bitloot-lite.
 

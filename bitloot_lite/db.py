@@ -3,6 +3,8 @@
 import contextlib
 import logging
 import os
+import select
+import socket
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import peewee as pw
@@ -27,8 +29,20 @@ DEFAULT_URL = "sqlite:///bitloot.db"
 SQLITE_PRAGMAS = {"foreign_keys": 1, "journal_mode": "wal", "busy_timeout": 5000}
 
 #: Our timestamp columns are "timestamp without time zone" holding UTC; the
-#: server's now() default only yields UTC if the session's time zone is UTC.
-POSTGRES_OPTIONS = "-c timezone=UTC"
+#: server's now() default only yields UTC if the session's time zone is UTC. It
+#: is set with a SET once per connection (when the server's default is not UTC),
+#: not as an ``options=-c timezone=UTC`` startup parameter, which PgBouncer's
+#: default configuration refuses. PgBouncer tracks TimeZone per client (it
+#: watches the server's ParameterStatus reports) and sets it again on every
+#: server connection it hands the client, in both pooling modes.
+SET_UTC = "SET TIME ZONE 'UTC'"
+_UTC_NAMES = ("UTC", "ETC/UTC", "UCT", "ETC/UCT", "ZULU", "ETC/ZULU", "UNIVERSAL", "ETC/UNIVERSAL")
+
+#: bitloot-lite's own URL query parameters, taken out before the URL reaches the
+#: driver. ``prepare``: server-side prepared statements (statements.py) on
+#: (``true``), off (``false``), or ``auto`` (the default): on, unless a pooler
+#: answers for the server (see PostgresqlDatabase.pooled).
+URL_OPTIONS = {"prepare": {"true": True, "false": False, "auto": None}}
 
 #: The models' Meta.database; ``connect`` binds it to the opened database.
 database_proxy = pw.DatabaseProxy()
@@ -37,32 +51,90 @@ database_proxy = pw.DatabaseProxy()
 #: wrappers, or the driver's own exceptions where peewee does not wrap them).
 _CONNECTION_ERRORS = (pw.PeeweeException,) + ((psycopg2.Error,) if psycopg2 else ())
 
+#: The first bytes of statements that only read, and so may be sent twice.
+_READS = ("SELECT", "SHOW", "VALUES", "TABLE", "EXPLAIN")
+
+
+def is_read(sql):
+    """Whether ``sql`` (one statement, or several) only reads, so that running it
+    again after a connection died mid-way cannot apply anything twice."""
+    return all(part.lstrip().lstrip("(").upper().startswith(_READS)
+               for part in sql.split(";") if part.strip())
+
 
 class PostgresqlDatabase(pw.PostgresqlDatabase):
     """peewee's PostgresqlDatabase, reconnecting after the server closed the connection.
 
     A restarted or failed-over server, or a proxy that dropped an idle
     connection, leaves the connection dead; peewee would fail every later call
-    on it. Here, a statement (or a BEGIN) that fails because the connection is
-    gone is tried once more on a new connection, but only outside a transaction:
-    inside one, the server has already rolled back what the transaction did, so
-    the error is raised (a service call turns it into a StorageError), the
-    rollback of the dead transaction is a no-op, and the next call reconnects.
-    Nothing is ever half applied or applied twice by the retry itself, as the
-    statement retried is one that ran in autocommit mode and did not complete.
-    (If the server dies after committing such a statement but before answering,
-    the retry runs it again: our inserts then fail on their primary key, and
-    the guarded updates match nothing.)
+    on it. Here, outside a transaction, a statement never applies twice:
 
-    Nor does it reconnect inside a ``pinned()`` block: session state (the
-    migration's advisory lock) would not survive a new connection.
+    - before a statement that writes, an idle connection is checked (a poll of
+      its socket, no round trip): if the server has closed it (it says so, then
+      closes), a new connection is opened first, and the statement sent once;
+    - a statement that fails because the connection died while it ran is sent
+      again on a new connection only if it only reads. A write is not: the
+      server may have committed it before dying, and a second run could count
+      a webhook attempt twice. The call fails (a StorageError), and the next
+      call reconnects.
+
+    Inside a transaction the server has already rolled back what the
+    transaction did, so the error is raised, the rollback of the dead
+    transaction is a no-op, and the next call reconnects. Nor does it reconnect
+    inside a ``pinned()`` block: session state (the migration's advisory lock)
+    would not survive a new connection.
     """
 
+    #: Server-side prepared statements: True, False, or None (auto: on unless ``pooled``).
+    prepare = None
+
+    def _initialize_connection(self, conn):
+        super()._initialize_connection(conn)
+        self._pooled = None
+        statements = []
+        zone = conn.get_parameter_status("TimeZone") or ""
+        if zone.upper() not in _UTC_NAMES and "timezone" not in str(
+                self.connect_params.get("options", "")).lower():  # the URL's own wins
+            statements.append(SET_UTC)
+        if self.prepare is None:
+            statements.append("SELECT pg_backend_pid()")
+        if not statements:
+            return
+        with conn.cursor() as cursor:
+            cursor.execute("; ".join(statements))  # one round trip
+            if self.prepare is None:
+                self._pooled = cursor.fetchone()[0] != conn.get_backend_pid()
+        if statements[0] == SET_UTC and (conn.get_parameter_status("TimeZone") or "").upper() \
+                not in _UTC_NAMES and not getattr(self, "_warned_zone", False):
+            self._warned_zone = True
+            logger.warning("the session time zone could not be set to UTC: now() defaults "
+                           "will not be UTC (the values bitloot-lite writes still are)")
+
+    @property
+    def pooled(self):
+        """Whether a pooler (PgBouncer, ...) answers for the server on this connection.
+
+        A pooler hands its client a backend id of its own making (the id a
+        cancel request quotes), not the server's: on a direct connection the
+        two are the same backend's. Asked once per connection.
+        """
+        conn = self.connection()
+        if getattr(self, "_pooled", None) is None:
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                self._pooled = cursor.fetchone()[0] != conn.get_backend_pid()
+        return self._pooled
+
+    @property
+    def prepares(self):
+        """Whether statements.py prepares its statements on this database's connections."""
+        return self.prepare if self.prepare is not None else not self.pooled
+
     def execute_sql(self, sql, params=None):
-        return self.reconnecting(super().execute_sql, sql, params)
+        return self.reconnecting(super().execute_sql, sql, params, repeatable=is_read(sql))
 
     def begin(self, *args, **kwargs):
-        return self.reconnecting(super().begin, *args, **kwargs)
+        return self.reconnecting(super().begin, *args, repeatable=True, **kwargs)
 
     def rollback(self):
         if self.connection_lost():
@@ -74,26 +146,59 @@ class PostgresqlDatabase(pw.PostgresqlDatabase):
         connection = None if self._state.closed else self._state.conn
         return bool(connection is not None and getattr(connection, "closed", 0))
 
-    def reconnecting(self, function, *args, **kwargs):
-        """``function(*args, **kwargs)``, run once more on a new connection if it
-        failed because the connection was lost, outside any transaction."""
+    def closed_by_server(self):
+        """Whether this thread's idle connection is known dead, or the server has
+        closed it without our having noticed: it then sent its last words (an
+        error, while we sent nothing) or end-of-file. A look at the socket only."""
+        connection = None if self._state.closed else self._state.conn
+        if connection is None:
+            return False
+        if getattr(connection, "closed", 0):
+            return True
+        try:
+            readable = select.select([connection], [], [], 0)[0]
+            if not readable:
+                return False
+            with socket.socket(fileno=os.dup(connection.fileno())) as sock:
+                first = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except (OSError, ValueError):
+            return True
+        # Idle, the server sends only notices ("N"), notifications ("A") and
+        # parameter reports ("S"); an error ("E") says it is closing the connection.
+        return first in (b"", b"E")
+
+    def reconnecting(self, function, *args, repeatable=False, **kwargs):
+        """``function(*args, **kwargs)`` on a live connection, outside any transaction:
+
+        on a new one if the server has closed the idle one; and, if the
+        connection dies while it runs, once more on a new one when
+        ``repeatable`` (it only reads: running it twice applies nothing twice).
+        """
         state = self._state
         if getattr(state, "bitloot_no_retry", 0):  # an outer call retries, or pinned
             return function(*args, **kwargs)
         state.bitloot_no_retry = 1
         try:
+            if not repeatable and not self.in_transaction() and self.closed_by_server():
+                self._reopen()
+                return function(*args, **kwargs)
             try:
                 return function(*args, **kwargs)
             except _CONNECTION_ERRORS:
-                if self.in_transaction() or not self.connection_lost():
+                if not repeatable or self.in_transaction() or not self.connection_lost():
                     raise
-            logger.warning("the database server closed the connection; reconnecting")
-            with contextlib.suppress(*_CONNECTION_ERRORS):
-                self.close()  # resets peewee's per-thread connection state even if it fails
-            self.connect()
+            self._reopen()
             return function(*args, **kwargs)
         finally:
             state.bitloot_no_retry = 0
+
+    def _reopen(self):
+        logger.warning("the database server closed the connection; reconnecting")
+        with contextlib.suppress(*_CONNECTION_ERRORS):
+            self.close()  # resets peewee's per-thread connection state even if it fails
+        self.connect()
 
     @contextlib.contextmanager
     def pinned(self):
@@ -105,6 +210,54 @@ class PostgresqlDatabase(pw.PostgresqlDatabase):
             yield
         finally:
             state.bitloot_no_retry = saved
+
+
+def _url_options(url):
+    """(``url`` without bitloot-lite's own query parameters, {name: value}).
+
+    Raises ValueError (with the reason) for a value that is not one of a name's.
+    """
+    base, mark, query = url.partition("?")
+    if not mark:
+        return url, {}
+    kept, options = [], {}
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        name = unquote(key).lower()
+        if name in URL_OPTIONS:
+            choices = URL_OPTIONS[name]
+            value = unquote(value).lower()
+            if value not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+            options[name] = choices[value]
+        elif pair:
+            kept.append(pair)
+    return (f"{base}?{'&'.join(kept)}" if kept else base), options
+
+
+def is_multi_host(url):
+    """Whether ``url`` is a libpq multi-host URL (``postgresql://h1:5432,h2:5433/db``)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme.lower() not in ("postgresql", "postgres"):
+        return False
+    authority = rest.split("/", 1)[0].split("?", 1)[0]
+    return "," in authority.rpartition("@")[2]
+
+
+def _multi_host_database(url):
+    """The Database for a multi-host URL: libpq parses it (peewee's parser cannot)
+    and picks the host (``target_session_attrs=read-write``: the primary)."""
+    if psycopg2 is None:  # pragma: no cover - psycopg2-binary is a dependency
+        raise pw.ImproperlyConfigured("psycopg2 is needed for a postgresql:// URL")
+    dsn = "postgresql://" + url.partition("://")[2]  # libpq knows no postgres:// in a list
+    try:
+        params = psycopg2.extensions.parse_dsn(dsn)
+    except psycopg2.ProgrammingError as exc:
+        raise ValueError(str(exc).strip().splitlines()[0]) from None
+    name = params.get("dbname")
+    if not name:
+        raise ValueError("a database URL names its database: postgresql://h1,h2/dbname")
+    return PostgresqlDatabase(name, dsn=dsn)
 
 
 def resolve_url(url=None):
@@ -181,10 +334,16 @@ def open_database(url=None):
     try:
         from playhouse import db_url  # here, not at import: it loads every pool class
 
-        database = db_url.connect(url, unquote_password=True, unquote_user=True)
+        driver_url, options = _url_options(url)
+        if is_multi_host(driver_url):
+            database = _multi_host_database(driver_url)
+        else:
+            database = db_url.connect(driver_url, unquote_password=True, unquote_user=True)
         if type(database) is pw.PostgresqlDatabase:  # the same settings, reconnecting
-            database = PostgresqlDatabase(**db_url.parse(url, unquote_password=True,
+            database = PostgresqlDatabase(**db_url.parse(driver_url, unquote_password=True,
                                                           unquote_user=True))
+        if isinstance(database, PostgresqlDatabase):
+            database.prepare = options.get("prepare")
     except (RuntimeError, ValueError) as exc:  # unknown scheme, no db name, bad port or host
         reason = _scrub(str(exc).replace(url, masked), url)
         if "://" not in url:
@@ -198,9 +357,6 @@ def open_database(url=None):
             raise InvalidDatabaseURL(masked, "busy_timeout must be a whole number of "
                                              f"milliseconds, not {busy_timeout!r}")
         database._pragmas = list({**SQLITE_PRAGMAS, "busy_timeout": busy_timeout}.items())
-    elif isinstance(database, pw.PostgresqlDatabase):
-        # An options= in the URL's query wins over ours.
-        database.connect_params.setdefault("options", POSTGRES_OPTIONS)
     try:
         database.connect(reuse_if_open=True)
     except pw.ImproperlyConfigured as exc:  # e.g. "MySQL driver not installed!"

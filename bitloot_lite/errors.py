@@ -146,7 +146,7 @@ class MigrationFailed(MigrationError):
             cause = (f"{lines[0].strip()}: another connection holds a write lock on the "
                      "database (waited the busy timeout); run it again once that is done")
         elif lines and sqlstate(cause) == INSUFFICIENT_PRIVILEGE:  # the application role
-            cause = f"{lines[0].strip()}: {RUN_AS_OWNER}"
+            cause = f"{lines[0].strip()} (SQLSTATE {INSUFFICIENT_PRIVILEGE}): {RUN_AS_OWNER}"
         if direction == "concurrent index build":  # outside a transaction: nothing to undo
             super().__init__(f"{direction} of {name} failed: {cause}; "
                              "run migrate again to finish it")
@@ -309,6 +309,44 @@ def _value(status):
     return getattr(status, "value", status)
 
 
+# --------------------------------------------------------------------------- topologies
+
+
+class ReadOnlyServer(MigrationError):
+    """The server is a read-only hot standby (``pg_is_in_recovery()``): migrations,
+    rollbacks, baselines and their SQL preview run on the primary only."""
+
+    def __init__(self):
+        super().__init__("the server is a read-only standby (pg_is_in_recovery() is true): "
+                         "run migrations on the primary (set MIGRATION_DATABASE_URL or "
+                         "--migration-database to it)")
+
+
+class LockUntrusted(MigrationError):
+    """The migration lock (a session-level advisory lock) cannot be trusted on this
+    connection: a connection pooler is in between (``reason`` says how it showed),
+    which may hand the session holding the lock to another client, or our
+    statements to another session. Nothing was applied."""
+
+    def __init__(self, reason):
+        self.reason = reason
+        super().__init__(f"the migration lock cannot be trusted: {reason}; nothing was "
+                         "applied. Run migrations on a direct connection to the server: set "
+                         "MIGRATION_DATABASE_URL (or --migration-database) to a URL that "
+                         "bypasses the pooler")
+
+
+class ServerRefused(MigrationError):
+    """The server refused a statement of a migration command (``sqlstate``; the
+    server's first line in ``reason``): a missing privilege, a read-only transaction ..."""
+
+    def __init__(self, sqlstate, reason):
+        self.sqlstate = sqlstate
+        self.reason = reason
+        code = f" (SQLSTATE {sqlstate})" if sqlstate else ""
+        super().__init__(f"the server refused: {reason}{code}")
+
+
 # --------------------------------------------------------------------------- least privilege
 
 #: PostgreSQL's insufficient_privilege ("permission denied for ...", "must be owner of ...").
@@ -344,7 +382,7 @@ class PrivilegeMissing(BitlootError):
         self.action = action
         self.denied = denied
         self.hint = hint
-        super().__init__(f"{action}: {denied}; {hint}")
+        super().__init__(f"{action}: {denied} (SQLSTATE {INSUFFICIENT_PRIVILEGE}); {hint}")
 
 
 @contextlib.contextmanager

@@ -18,7 +18,7 @@ import time
 
 from . import validating as check
 from .db import is_postgres
-from .errors import LockTimeout
+from .errors import LockTimeout, LockUntrusted, ReadOnlyServer
 
 logger = logging.getLogger("bitloot_lite.locking")
 
@@ -61,18 +61,67 @@ def migration_lock(database, timeout=None, on_wait=None):
 
 
 class _PostgresLock:
+    """The advisory lock, on a connection proven to reach the server itself.
+
+    A session-level lock is only a lock if our session is ours alone. Through
+    a transaction pooler it is not: the server session holding the lock goes
+    back to the pool between statements, another client's ``migrate`` on that
+    session is granted the lock too (it is re-entrant), and our unlock may run
+    on a session that never held it. So before taking it: the server must be a
+    primary, and the backend must be the one the connection was opened to (a
+    pooler hands out a backend id of its own making). After taking it, the
+    next statement must still run on the session that took it.
+    """
+
     def __init__(self, database):
         self.database = database
+        self.pid = None
+        self.checked = False
+
+    def _check(self):
+        connection = self.database.connection()
+        (pid, standby), = self.database.execute_sql(
+            "SELECT pg_backend_pid(), pg_is_in_recovery()").fetchall()
+        if standby:
+            raise ReadOnlyServer()
+        claimed = connection.get_backend_pid() if hasattr(connection, "get_backend_pid") else pid
+        if claimed != pid:
+            raise LockUntrusted(f"a connection pooler (PgBouncer?) answers for the server "
+                                f"(the server's backend is pid {pid}, the connection was told "
+                                f"{claimed})")
+        self.checked = True
 
     def try_acquire(self):
-        cursor = self.database.execute_sql("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
-        return cursor.fetchone()[0]
+        if not self.checked:
+            self._check()
+        got, pid = self.database.execute_sql(
+            "SELECT pg_try_advisory_lock(%s), pg_backend_pid()", (LOCK_KEY,)).fetchone()
+        if not got:
+            return False
+        self.pid = pid
+        (now,), = self.database.execute_sql("SELECT pg_backend_pid()").fetchall()
+        if now != pid:  # a pooler moved us to another session between two statements
+            self.release()
+            raise LockUntrusted(f"the server session changed between two statements "
+                                f"(pid {pid}, then {now})")
+        return True
 
     def release(self):
         lost = getattr(self.database, "connection_lost", None)
         if lost is not None and lost():
             return  # the lock went with the session
-        self.database.execute_sql("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+        (released,), = self.database.execute_sql(
+            "SELECT pg_advisory_unlock(%s)", (LOCK_KEY,)).fetchall()
+        if released or self.pid is None:
+            return
+        # Our unlock ran on a session that did not hold it: the session we took it
+        # on must not keep it (a pooled session would hold it for ever).
+        logger.error("the migration lock was not held by this session (pid %s was "
+                     "expected); ending that session so that the lock goes with it", self.pid)
+        self.database.execute_sql(
+            "SELECT pg_terminate_backend(l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' "
+            "AND l.pid = %s AND l.classid = %s AND l.objid = %s AND l.objsubid = 1",
+            (self.pid, (LOCK_KEY >> 32) & 0xFFFFFFFF, LOCK_KEY & 0xFFFFFFFF))
 
     def holder(self):
         # A bigint advisory key shows in pg_locks as classid (high half), objid (low half).

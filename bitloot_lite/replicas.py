@@ -31,7 +31,7 @@ import time
 import peewee as pw
 
 from . import validating as check
-from .db import database_proxy, mask_url, open_database, unwrap
+from .db import database_proxy, is_read, mask_url, open_database, unwrap
 from .errors import BitlootError, ConfigurationError
 
 logger = logging.getLogger("bitloot_lite.replicas")
@@ -213,8 +213,8 @@ def _tracked(cls):
         def execute_sql(self, sql, params=None):
             cursor = super().execute_sql(sql, params)
             # A model statement outside a transaction is committed once it returns;
-            # in one, the COMMIT says so. A plain SELECT writes nothing.
-            if not self.in_transaction() and sql[:6].upper() != "SELECT":
+            # in one, the COMMIT says so. A read (db.is_read) writes nothing.
+            if not self.in_transaction() and not is_read(sql):
                 self.replica.wrote()
             return cursor
 

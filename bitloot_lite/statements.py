@@ -25,7 +25,7 @@ import weakref
 import peewee as pw
 
 from . import replicas
-from .db import unwrap
+from .db import is_read, unwrap
 from .errors import (
     INSUFFICIENT_PRIVILEGE,
     SQLITE_LOCKED,
@@ -60,26 +60,55 @@ _BUILDERS = {}
 _PREPARED = weakref.WeakKeyDictionary()
 
 
+#: psycopg2 connection -> names of statements to DEALLOCATE before this
+#: connection prepares again: its prepared state is no longer what we believed.
+_RESYNC = weakref.WeakKeyDictionary()
+
+#: A prepared statement that vanished (26000: a pooler gave us another server
+#: session, or someone ran DEALLOCATE / DISCARD ALL), one that already exists
+#: (42P05: the same, the other way round), or one whose plan went stale (0A000
+#: "cached plan must not change result type": a migration retyped a column).
+_PREPARED_STATE_ERRORS = ("26000", "42P05", "0A000")
+
+
 def run(db, name, params=(), arg=None, savepoint=None):
     """Execute statement ``name`` on ``db``; returns the cursor.
 
     ``savepoint`` (PostgreSQL): "open" sends ``SAVEPOINT`` in the same query
     string, before the statement; "wrap" also sends the ``RELEASE`` after it.
+
+    A prepared statement that vanished or went stale is prepared again and
+    the statement run once more, outside a transaction (where the failed
+    statement undid itself whole); inside one, the error is raised (the call
+    fails with a StorageError) and the next call prepares afresh.
     """
     if not isinstance(db, pw.PostgresqlDatabase):
-        return _execute(db, _compile(name, False, arg, None)[0], params)
-    text, prepares = _compile(name, True, arg, savepoint)
+        return _execute(db, _compile(name, False, arg, None, False)[0], params)
+    try:
+        return _run_postgres(db, name, params, arg, savepoint)
+    except _DATABASE_ERRORS as exc:
+        if not _prepared_state_lost(db, exc, name, arg, savepoint):
+            raise
+    return _run_postgres(db, name, params, arg, savepoint)
+
+
+def _run_postgres(db, name, params, arg, savepoint):
+    text, prepares, repeatable = _compile(name, True, arg, savepoint,
+                                          getattr(db, "prepares", True))
     # A lost connection is retried on a new one (db.PostgresqlDatabase), PREPAREs
     # included: the new connection has none of the old one's statements.
     reconnecting = getattr(db, "reconnecting", None)
     if reconnecting is None:
         return _execute_prepared(db, text, params, prepares)
-    return reconnecting(_execute_prepared, db, text, params, prepares)
+    return reconnecting(_execute_prepared, db, text, params, prepares, repeatable=repeatable)
 
 
 def _execute_prepared(db, text, params, prepares):
     if prepares:
-        prepared = _PREPARED.setdefault(db.connection(), set())
+        connection = db.connection()
+        prepared = _PREPARED.get(connection)
+        if prepared is None:
+            prepared = _PREPARED[connection] = _resync(db, connection)
         for statement_name, prepare in prepares:
             if statement_name not in prepared:
                 # Connection set-up, like a pragma: sent by itself, once, and not
@@ -88,6 +117,60 @@ def _execute_prepared(db, text, params, prepares):
                 db.cursor().execute(prepare)
                 prepared.add(statement_name)
     return _execute(db, text, params)
+
+
+def _resync(db, connection):
+    """The names of our statements prepared on ``connection``'s session.
+
+    A new connection has none. One whose state we lost track of is asked,
+    and its statements that went stale are dropped first.
+    """
+    stale = _RESYNC.pop(connection, None)
+    if stale is None:
+        return set()
+    cursor = db.cursor()
+    cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'bitloot\\_%'")
+    present = {row[0] for row in cursor.fetchall()}
+    for statement_name in sorted(stale & present):
+        cursor.execute(f"DEALLOCATE {statement_name}")
+        present.discard(statement_name)
+    return present
+
+
+def _prepared_state_lost(db, exc, name, arg, savepoint):
+    """After ``exc``: if it says our prepared statements are not what we believed,
+    forget what we knew of the connection's (the next use asks it) and say
+    whether the statement may be run again (outside a transaction)."""
+    if _sqlstate(exc) not in _PREPARED_STATE_ERRORS:
+        return False
+    connection = None if db.is_closed() else db.connection()
+    if connection is None or getattr(connection, "closed", 0):
+        return False
+    prepares = _compile(name, True, arg, savepoint, True)[1]
+    _RESYNC.setdefault(connection, set()).update(statement for statement, _ in prepares)
+    _PREPARED.pop(connection, None)
+    auto = getattr(db, "prepare", True) is None
+    if auto and _sqlstate(exc) != "0A000" and not getattr(db, "_warned_pool", 0):
+        # Sessions that do not keep what they prepared: a pooler the backend id
+        # check did not see. Statements are sent whole from now on.
+        db._warned_pool = 1
+        db.prepare = False
+        logger.warning("prepared statements vanished between calls: a transaction pooler? "
+                       "Server-side prepared statements are now off for this database "
+                       "(add ?prepare=false to the URL to say so)")
+    if db.in_transaction():
+        return False
+    logger.info("prepared statement %s failed (SQLSTATE %s); preparing it again",
+                name, _sqlstate(exc))
+    return True
+
+
+def _sqlstate(exc):
+    for error in (exc, exc.args[0] if exc.args else None, exc.__cause__):
+        code = getattr(error, "pgcode", None)
+        if code:
+            return code
+    return None
 
 
 #: peewee's logger: at DEBUG it logs every statement that goes through execute_sql.
@@ -117,16 +200,18 @@ def sql(db, name, arg=None):
 
 
 @functools.lru_cache(maxsize=1024)
-def _compile(name, postgres, arg, savepoint):
-    """(text to execute, ((name, PREPARE text), ...)), once per backend, name, arg
-    and savepoint ("open", "wrap" or None: see ``run``)."""
+def _compile(name, postgres, arg, savepoint, prepare):
+    """(text to execute, ((name, PREPARE text), ...), whether it only reads), once
+    per backend, name, arg, savepoint ("open", "wrap" or None: see ``run``) and
+    ``prepare`` (False: every part sent whole, as through a transaction pooler)."""
     parts = _parts(name, postgres, arg)
+    repeatable = all(is_read(part) for part in parts)
     rows = arg if isinstance(arg, int) else 0
     executes, prepares = [SAVEPOINT] if savepoint else [], []
     for part in parts:
         if savepoint == "wrap" and isinstance(part, Outcome) and RELEASE not in executes:
             executes.append(RELEASE)
-        if not postgres or rows > PREPARE_ROWS:
+        if not postgres or not prepare or rows > PREPARE_ROWS:
             executes.append(_placeholders(part, postgres))
             continue
         statement_name = "bitloot_" + hashlib.sha1(part.encode()).hexdigest()[:16]
@@ -138,7 +223,7 @@ def _compile(name, postgres, arg, savepoint):
         executes.append(f"EXECUTE {statement_name}{arguments}")
     if savepoint == "wrap" and RELEASE not in executes:
         executes.append(RELEASE)
-    return "; ".join(executes), tuple(prepares)
+    return "; ".join(executes), tuple(prepares), repeatable
 
 
 class Outcome(str):

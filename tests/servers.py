@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -219,9 +220,9 @@ def _start(cluster):
     for attempt in range(5):
         try:
             return cluster.start()
-        except RuntimeError:
+        except RuntimeError as exc:
             if attempt == 4 or "could not bind" not in cluster.log_tail():
-                raise RuntimeError(f"{cluster.name} did not start:\n{cluster.log_tail()}")
+                raise RuntimeError(f"{cluster.name} did not start:\n{cluster.log_tail()}") from exc
             cluster.port = free_port()
     return cluster
 
@@ -289,8 +290,27 @@ class PgBouncer:
 
     def reconnect(self):
         """Make PgBouncer close every server connection once it is released, so that
-        the clients' next transactions run on new server connections (new sessions)."""
-        self.admin("RECONNECT")
+        the clients' next transactions run on new server connections (new sessions).
+
+        Sent when no server connection is logging in (nor about to, for a
+        waiting client): PgBouncer 1.18 counts one that RECONNECT closes
+        mid-login as a failed login, and then refuses every client for
+        server_login_retry (see pgbouncer/pgbouncer#420 and #998).
+        """
+        connection = connect(self.url("pgbouncer"))
+        try:
+            with connection.cursor() as cursor:
+                deadline = time.monotonic() + WAIT
+                while time.monotonic() < deadline:
+                    cursor.execute("SHOW POOLS")
+                    names = [d[0] for d in cursor.description]
+                    busy = [names.index("sv_login"), names.index("cl_waiting")]
+                    if not any(row[i] for row in cursor.fetchall() for i in busy):
+                        break
+                    time.sleep(0.005)
+                cursor.execute("RECONNECT")
+        finally:
+            connection.close()
 
     def server_pids(self):
         """The backend pids of PgBouncer's server connections to ``postgres``."""
@@ -313,14 +333,19 @@ def pgbouncer_binary():
 
 
 @contextlib.contextmanager
-def pgbouncer(cluster, mode="transaction", *, users=("postgres",), server_lifetime=None,
-              **settings):
+def pgbouncer(cluster, mode="transaction", *, databases=("postgres", "shop"), users=("postgres",),
+              server_lifetime=None, **settings):
     """PgBouncer in ``mode`` ("transaction" or "session") pooling in front of
-    ``cluster`` (every database, trust auth), with PgBouncer's defaults for the
-    rest: no ignore_startup_parameters in particular. ``server_lifetime``
+    ``cluster`` (a Cluster, or anything with ``port`` and ``hostname``; trust
+    auth), with PgBouncer's defaults for the rest: no ignore_startup_parameters
+    in particular. ``databases`` are declared one by
+    one (PgBouncer 1.18 drops the server connections of a database it made up
+    from the ``*`` fallback when a RECONNECT meets a new client), every other
+    name goes through the fallback. ``server_lifetime``
     (seconds) makes it recycle its server connections that often; ``settings``
     add more lines to its [pgbouncer] section."""
     binary = pgbouncer_binary()
+    host = getattr(cluster, "hostname", "127.0.0.1")  # any server: a Cluster, or (bench) another
     with _directory("bitloot-pgbouncer-") as (root, owner):
         port = free_port()
         (root / "userlist.txt").write_text("".join(f'"{user}" ""\n' for user in users))
@@ -335,7 +360,10 @@ def pgbouncer(cluster, mode="transaction", *, users=("postgres",), server_lifeti
         lines.update(settings)
         config = root / "pgbouncer.ini"
         config.write_text(
-            f"[databases]\n* = host=127.0.0.1 port={cluster.port}\n\n[pgbouncer]\n"
+            "[databases]\n"
+            + "".join(f"{name} = host={host} port={cluster.port} dbname={name}\n"
+                      for name in databases)
+            + f"* = host={host} port={cluster.port}\n\n[pgbouncer]\n"
             + "".join(f"{key} = {value}\n" for key, value in lines.items()))
         for path in root.iterdir():
             if owner is not None:
@@ -370,3 +398,75 @@ def _stop_process(process):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+class CuttingProxy:
+    """A TCP proxy to a server that can lose one answer: after ``cut_next_answer()``,
+    it forwards the client's next query, waits until the server has answered it in
+    full (ReadyForQuery: the statement ran and, outside a transaction, committed),
+    then closes the client's connection without passing the answer on. That is a
+    server dying between its commit and its reply, as the client sees it."""
+
+    def __init__(self, port):
+        self.target = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.cut = threading.Event()
+        self.sockets = []
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def url(self, database):
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def cut_next_answer(self):
+        self.cut.set()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            self.sockets += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, True), daemon=True).start()
+
+    def _pump(self, source, sink, answers):
+        held = b""
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if answers and self.cut.is_set():
+                    held += data
+                    # ReadyForQuery ('Z', length 5, status): the server is done with it.
+                    if len(held) >= 6 and held[-6:-1] == b"Z\x00\x00\x00\x05":
+                        self.cut.clear()
+                        break
+                    continue
+                sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self):
+        self.closed = True
+        self.listener.close()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+@contextlib.contextmanager
+def cutting_proxy(cluster):
+    proxy = CuttingProxy(cluster.port)
+    try:
+        yield proxy
+    finally:
+        proxy.close()

@@ -11,7 +11,6 @@ import contextlib
 import datetime as dt
 import hashlib
 import math
-import os
 import re
 import shutil
 import signal
@@ -499,8 +498,15 @@ def _terminate_sessions(admin, url):
     """Kill every server session of ``url``'s database (as a failover or an idle-session
     reaper would): the clients' connections are closed under them."""
     name = urlsplit(url).path[1:]
-    fetch(admin, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                 "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+    # pg_terminate_backend in the select list: in WHERE, the planner may call it
+    # before the other conditions have filtered the sessions.
+    killed = fetch(admin, "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+    # Until they are gone (their last words sent): the client's next call then finds its
+    # connection dead before it sends anything. (A write sent while the server dies is
+    # not retried, as it may have been committed: see test_topologies.)
+    wait_for(lambda: not fetch(admin, "SELECT 1 FROM pg_stat_activity WHERE pid = ANY(%s)",
+                               ([pid for pid, _ in killed],)), "the sessions to end")
 
 
 def _backend_pid(database):

@@ -45,6 +45,9 @@ def test_the_url_search_path_gets_every_command_right(shop_url, pg_url):
     assert tables_by_schema(pg_url) == {"shop": BITLOOT_TABLES}
     with opened(shop_url) as database:
         assert current_schema(database) == "shop"
+        # the URL's options= does not cost the session its UTC time zone
+        ((zone,),) = fetch(database, "SELECT current_setting('TimeZone')")
+        assert zone.upper() in bitloot_lite.db._UTC_NAMES
         assert compare(snapshot(database), expected("postgres")) == []
         # the concurrently built index of 005 is in shop, and valid
         assert fetch(database, "SELECT n.nspname, x.indisvalid FROM pg_index x "
