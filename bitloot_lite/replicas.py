@@ -150,15 +150,11 @@ class Replica:
         return self.database
 
     def _primary_lsn(self):
-        # On a cursor of its own: not a statement of the caller's, and no write.
-        cursor = self.primary.cursor()
-        try:
-            # The insert position, not pg_current_wal_lsn() (the write position): with
-            # synchronous_commit = off our COMMIT may not be written out yet.
-            cursor.execute("SELECT pg_current_wal_insert_lsn()::text")
-            return cursor.fetchone()[0]
-        finally:
-            cursor.close()
+        # The insert position, not pg_current_wal_lsn() (the write position): with
+        # synchronous_commit = off our COMMIT may not be written out yet. Through
+        # execute_sql, so that a connection the server closed is reopened (a read:
+        # it notes no write).
+        return self.primary.execute_sql("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
 
     # -- when the replica fails ------------------------------------------------------------
 

@@ -305,3 +305,16 @@ def test_the_readme_example_runs(topology):
     finally:
         scope["db"].close()
         bl.db.database_proxy.initialize(None)
+
+
+def test_a_read_after_the_primary_restarted_reconnects(routed, topology):
+    """The read-your-writes check's query on the primary reopens a connection the
+    server closed, like any statement outside a transaction."""
+    primary, standby, _url, _replica_url = topology
+    reservation = unique("restart")
+    order = paid_order(reservation)  # a write: the next read asks the primary
+    primary.restart()
+    assert bl.find_order_by_reservation(reservation).id == order.id
+    wait_replayed(primary, standby)
+    assert bl.find_order_by_reservation(reservation).id == order.id
+    assert routed.replica.ran_on_replica()
