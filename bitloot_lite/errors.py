@@ -360,7 +360,7 @@ RUN_AS_OWNER = ("run migrations as the owner of the tables (MIGRATION_DATABASE_U
 GRANT_READ = "as the owner, run `bitloot-lite grants ROLE --apply` for the application role"
 
 
-def sqlstate(exc):
+def sqlstate(exc: BaseException) -> str | None:
     """The SQLSTATE of a driver error, or of the one a peewee error wraps (else None)."""
     for error in (exc, exc.args[0] if getattr(exc, "args", None) else None, exc.__cause__,
                   exc.__context__):
@@ -378,7 +378,7 @@ class PrivilegeMissing(BitlootError):
     says what to do.
     """
 
-    def __init__(self, action, denied, hint):
+    def __init__(self, action: str, denied: str, hint: str):
         self.action = action
         self.denied = denied
         self.hint = hint
@@ -386,7 +386,7 @@ class PrivilegeMissing(BitlootError):
 
 
 @contextlib.contextmanager
-def privilege_required(action, hint):
+def privilege_required(action: str, hint: str):
     """Turn a refusal for lack of a privilege (SQLSTATE 42501) in the block into
     PrivilegeMissing(action, the server's first line, hint); other errors pass."""
     error = None
@@ -404,7 +404,7 @@ def privilege_required(action, hint):
 class GrantFailed(ConfigurationError):
     """Granting ``role`` what the application role needs failed; nothing was granted."""
 
-    def __init__(self, role, reason):
+    def __init__(self, role: str, reason: str):
         self.role = role
         self.reason = reason
         super().__init__(f"granting {role} failed: {reason}")

@@ -27,6 +27,7 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import peewee as pw
 
@@ -188,6 +189,7 @@ class Replica:
         return self._fallback
 
     def close(self) -> None:
+        """Close this thread's connection to the replica (if open)."""
         if self.database is not None:
             self.database.close()
 
@@ -256,7 +258,7 @@ def attach(primary: pw.Database, url: str, **options) -> Replica:
 _routing = threading.local()
 
 
-def reads(function):
+def reads(function: Callable) -> Callable:
     """A read-only service call (under ``statements.api``): ``bound_database()`` gives
     it the replica when the routing allows. A read the replica fails (it went down,
     or canceled the query for its recovery) runs once more, on the primary."""
@@ -309,7 +311,7 @@ def read_database() -> pw.Database:
     return reader(database)
 
 
-def from_replica(query):
+def from_replica(query: pw.SelectBase) -> pw.SelectBase:
     """``query`` (a peewee SELECT) bound to ``read_database()``, for reading::
 
         for order in bitloot_lite.from_replica(Order.select().where(...)):
