@@ -6,10 +6,11 @@ varies (a row count, a target status ...). Statements are written with ``?``
 placeholders. On PostgreSQL each becomes a server-side prepared statement,
 parsed and planned once per connection (planning an INSERT ... SELECT costs
 more than running it): the first use on a connection sends its PREPARE, every
-use one EXECUTE. Only constants (column names, enum values) are ever put into
-the text; every value is a parameter. ``write`` runs the statement that is a
-call's whole write, and ``atomic`` several, so that a failure inside the
-caller's transaction undoes only the call.
+use one EXECUTE (prepared.py keeps track; the URL's ``?prepare=`` turns it
+off, as through a transaction pooler). Only constants (column names, enum
+values) are ever put into the text; every value is a parameter. ``write``
+runs the statement that is a call's whole write, and ``atomic`` several, so
+that a failure inside the caller's transaction undoes only the call.
 """
 
 import contextlib
@@ -20,11 +21,10 @@ import logging
 import os
 import re
 import sqlite3
-import weakref
 
 import peewee as pw
 
-from . import replicas
+from . import prepared, replicas
 from .db import is_read, unwrap
 from .errors import (
     INSUFFICIENT_PRIVILEGE,
@@ -56,21 +56,6 @@ PREPARE_ROWS = 64
 
 _BUILDERS = {}
 
-#: psycopg2 connection -> names of the statements prepared on it.
-_PREPARED = weakref.WeakKeyDictionary()
-
-
-#: psycopg2 connection -> names of statements to DEALLOCATE before this
-#: connection prepares again: its prepared state is no longer what we believed.
-_RESYNC = weakref.WeakKeyDictionary()
-
-#: A prepared statement that vanished (26000: a pooler gave us another server
-#: session, or someone ran DEALLOCATE / DISCARD ALL), one that already exists
-#: (42P05: the same, the other way round), or one whose plan went stale (0A000
-#: "cached plan must not change result type": a migration retyped a column).
-_PREPARED_STATE_ERRORS = ("26000", "42P05", "0A000")
-
-
 def run(db, name, params=(), arg=None, savepoint=None):
     """Execute statement ``name`` on ``db``; returns the cursor.
 
@@ -87,7 +72,7 @@ def run(db, name, params=(), arg=None, savepoint=None):
     try:
         return _run_postgres(db, name, params, arg, savepoint)
     except _DATABASE_ERRORS as exc:
-        if not _prepared_state_lost(db, exc, name, arg, savepoint):
+        if not prepared.lost(db, exc, _compile(name, True, arg, savepoint, True)[1], name):
             raise
     return _run_postgres(db, name, params, arg, savepoint)
 
@@ -105,72 +90,8 @@ def _run_postgres(db, name, params, arg, savepoint):
 
 def _execute_prepared(db, text, params, prepares):
     if prepares:
-        connection = db.connection()
-        prepared = _PREPARED.get(connection)
-        if prepared is None:
-            prepared = _PREPARED[connection] = _resync(db, connection)
-        for statement_name, prepare in prepares:
-            if statement_name not in prepared:
-                # Connection set-up, like a pragma: sent by itself, once, and not
-                # through execute_sql (it is no query of the call). PREPARE is not
-                # transactional, so a later rollback cannot undo it.
-                db.cursor().execute(prepare)
-                prepared.add(statement_name)
+        prepared.ensure(db, prepares)
     return _execute(db, text, params)
-
-
-def _resync(db, connection):
-    """The names of our statements prepared on ``connection``'s session.
-
-    A new connection has none. One whose state we lost track of is asked,
-    and its statements that went stale are dropped first.
-    """
-    stale = _RESYNC.pop(connection, None)
-    if stale is None:
-        return set()
-    cursor = db.cursor()
-    cursor.execute("SELECT name FROM pg_prepared_statements WHERE name LIKE 'bitloot\\_%'")
-    present = {row[0] for row in cursor.fetchall()}
-    for statement_name in sorted(stale & present):
-        cursor.execute(f"DEALLOCATE {statement_name}")
-        present.discard(statement_name)
-    return present
-
-
-def _prepared_state_lost(db, exc, name, arg, savepoint):
-    """After ``exc``: if it says our prepared statements are not what we believed,
-    forget what we knew of the connection's (the next use asks it) and say
-    whether the statement may be run again (outside a transaction)."""
-    if _sqlstate(exc) not in _PREPARED_STATE_ERRORS:
-        return False
-    connection = None if db.is_closed() else db.connection()
-    if connection is None or getattr(connection, "closed", 0):
-        return False
-    prepares = _compile(name, True, arg, savepoint, True)[1]
-    _RESYNC.setdefault(connection, set()).update(statement for statement, _ in prepares)
-    _PREPARED.pop(connection, None)
-    auto = getattr(db, "prepare", True) is None
-    if auto and _sqlstate(exc) != "0A000" and not getattr(db, "_warned_pool", 0):
-        # Sessions that do not keep what they prepared: a pooler the backend id
-        # check did not see. Statements are sent whole from now on.
-        db._warned_pool = 1
-        db.prepare = False
-        logger.warning("prepared statements vanished between calls: a transaction pooler? "
-                       "Server-side prepared statements are now off for this database "
-                       "(add ?prepare=false to the URL to say so)")
-    if db.in_transaction():
-        return False
-    logger.info("prepared statement %s failed (SQLSTATE %s); preparing it again",
-                name, _sqlstate(exc))
-    return True
-
-
-def _sqlstate(exc):
-    for error in (exc, exc.args[0] if exc.args else None, exc.__cause__):
-        code = getattr(error, "pgcode", None)
-        if code:
-            return code
-    return None
 
 
 #: peewee's logger: at DEBUG it logs every statement that goes through execute_sql.

@@ -313,8 +313,15 @@ class PgBouncer:
             connection.close()
 
     def server_pids(self):
-        """The backend pids of PgBouncer's server connections to ``postgres``."""
-        return self.admin("SHOW SERVERS")
+        """The server backend pids of PgBouncer's server connections (SHOW SERVERS)."""
+        connection = connect(self.url("pgbouncer"))
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW SERVERS")
+                column = [d[0] for d in cursor.description].index("remote_pid")
+                return {row[column] for row in cursor.fetchall()}
+        finally:
+            connection.close()
 
     def log_tail(self, lines=30):
         try:

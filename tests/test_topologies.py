@@ -155,6 +155,34 @@ WORKER = textwrap.dedent("""
 """)
 
 
+def run_workers(bouncer, url, seconds, between=None):
+    """Four worker processes doing lifecycles on ``url`` for ``seconds``, calling
+    ``between()`` every 0.3 s meanwhile; asserts each completed some with no error.
+    Returns how many times ``between`` ran."""
+    workers = [subprocess.Popen(
+        [sys.executable, "-c", WORKER, url, str(seconds), str(REPO_ROOT / "tests"), str(n)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+        env=clean_env()) for n in range(4)]
+    calls = 0
+    try:
+        while any(worker.poll() is None for worker in workers):
+            time.sleep(0.3)
+            if between is not None:
+                between()
+                calls += 1
+        outputs = [worker.communicate(timeout=60) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    for worker, (out, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err[-3000:] + bouncer.log_tail(400)
+        done, errors = map(int, out.split())
+        assert errors == 0 and done > 0, err[-3000:] + bouncer.log_tail(400)
+    return calls
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("query", ["", "prepare=false"])
 def test_four_processes_through_a_transaction_pooler_with_recycled_servers(
@@ -163,27 +191,27 @@ def test_four_processes_through_a_transaction_pooler_with_recycled_servers(
     """Four client processes complete order lifecycles through PgBouncer in transaction
     pooling with zero errors while PgBouncer keeps replacing its server connections."""
     url = transaction_bouncer.url("shop", query=query)
-    workers = [subprocess.Popen(
-        [sys.executable, "-c", WORKER, url, "6", str(REPO_ROOT / "tests"), str(n)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
-        env=clean_env()) for n in range(4)]
-    recycled = 0
-    try:
-        while any(worker.poll() is None for worker in workers):
-            time.sleep(0.3)
-            transaction_bouncer.reconnect()
-            recycled += 1
-        outputs = [worker.communicate(timeout=60) for worker in workers]
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.kill()
-                worker.wait()
-    assert recycled >= 5
-    for worker, (out, err) in zip(workers, outputs, strict=True):
-        assert worker.returncode == 0, err[-3000:]
-        done, errors = map(int, out.split())
-        assert errors == 0 and done > 0, err[-3000:] + transaction_bouncer.log_tail(400)
+    assert run_workers(transaction_bouncer, url, 6, transaction_bouncer.reconnect) >= 5
+
+
+@pytest.mark.slow
+def test_four_processes_through_a_session_pooler(primary):
+    with servers.pgbouncer(primary, "session") as bouncer:
+        run_workers(bouncer, bouncer.url("shop"), 4, bouncer.reconnect)
+
+
+@pytest.mark.slow
+def test_four_processes_through_a_pooler_with_a_short_server_lifetime(primary):
+    """The other way PgBouncer recycles: server connections older than server_lifetime
+    are closed when released (here: every second)."""
+    with servers.pgbouncer(primary, "transaction", server_lifetime=1) as bouncer:
+        pids = set()
+
+        def note_servers():
+            pids.update(bouncer.server_pids())
+
+        run_workers(bouncer, bouncer.url("shop"), 5, note_servers)
+    assert len(pids) > 8  # its server sessions were replaced while the workers ran
 
 
 # --------------------------------------------------------------------------- prepared state
@@ -381,8 +409,13 @@ def test_a_long_running_script_survives_a_failover(bound):
             assert run_cli("status", "--database", url).exit_code == 0
             servers.wait_replayed(old, new)
 
-            old.stop("fast")
-            new.promote()
+            # A transaction open across the failover fails whole.
+            with pytest.raises(StorageError), database.atomic():
+                bitloot_lite.create_order("in-flight@example.com", [("kinguin-2", 1)])
+                old.stop("fast")
+                new.promote()
+                bitloot_lite.create_order("in-flight@example.com", [("kinguin-3", 1)])
+            assert not database.in_transaction()
 
             # The next calls, outside a transaction, run on the promoted standby.
             assert bitloot_lite.set_status(order, "paid").status.value == "paid"
@@ -421,3 +454,23 @@ def test_an_unlock_on_the_wrong_session_ends_the_session_holding_the_lock(db_url
             assert not fetch(probe, "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
                                     "AND pid = %s", (lock.pid,))
             assert _PostgresLock(probe).try_acquire()  # free for the next migrate
+
+
+@postgres_only
+def test_a_prepared_statement_that_already_exists_is_replaced(db_url, bound):
+    """42P05: the session already holds a statement of that name (a pooler handed us a
+    session another client prepared it on). Ours replaces it, and the call works."""
+    from bitloot_lite import statements
+
+    database = bitloot_lite.connect(db_url + "?prepare=true")
+    try:
+        bitloot_lite.migrate(database)
+        order = bitloot_lite.create_order("exists@example.com", [("kinguin-1", 1)])
+        ((name, _),) = statements._compile("keys_for_order", True, None, None, True)[1]
+        database.execute_sql(f"PREPARE {name} AS SELECT 1")  # same name, not ours
+        assert bitloot_lite.keys_for_order(order) == []
+        (text,), = fetch(database, "SELECT statement FROM pg_prepared_statements "
+                                   "WHERE name = %s", (name,))
+        assert '"keys"' in text
+    finally:
+        database.close()
