@@ -919,18 +919,19 @@ def lint(database, where, migrations_dir, names, offline_only, as_json):
 @click.argument("role")
 @click.option("--apply", "apply_them", is_flag=True,
               help="Run the statements (connected as the owner of the tables).")
-@_common
+@_common(migrating_command=True)
 def grants(database, where, migrations_dir, role, apply_them):
     """Print the GRANT statements the application role ROLE needs; --apply runs them.
 
     DML on the tables, USAGE on the schema and the enum types, SELECT on the
     migration history (for status and check): no DDL, no writes to the
-    history. Run it as the owner after each migrate that adds a table.
+    history. Run it as the owner (like migrate, on MIGRATION_DATABASE_URL when
+    set) after each migrate that adds a table.
 
     \b
     Example:
         bitloot-lite grants bitloot_app > grants.sql
-        bitloot-lite grants bitloot_app --apply --database postgresql://owner@db/bitloot
+        bitloot-lite grants bitloot_app --apply --migration-database postgresql://owner@db/bitloot
     """
     statements = (apply_grants if apply_them else grant_statements)(database, role)
     for statement in statements:

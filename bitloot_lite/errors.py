@@ -149,7 +149,7 @@ class MigrationFailed(MigrationError):
         elif lines and lines[0].strip().lower() == SQLITE_FULL:
             cause = f"{lines[0].strip()}: free space on the database's disk, then run it again"
         elif lines and sqlstate(cause) == INSUFFICIENT_PRIVILEGE:  # the application role
-            cause = f"{lines[0].strip()}: {RUN_AS_OWNER}"
+            cause = f"{lines[0].strip()} (SQLSTATE {INSUFFICIENT_PRIVILEGE}): {RUN_AS_OWNER}"
         if direction == "concurrent index build":  # outside a transaction: nothing to undo
             super().__init__(f"{direction} of {name} failed: {cause}; "
                              "run migrate again to finish it")
@@ -516,79 +516,6 @@ class LinterFailed(MigrationError):
         super().__init__(f"squawk failed: {reason}")
 
 
-# --------------------------------------------------------------------------- least privilege
-
-#: PostgreSQL's insufficient_privilege ("permission denied for ...", "must be owner of ...").
-INSUFFICIENT_PRIVILEGE = "42501"
-
-#: What to do when a migration step is refused for lack of a privilege.
-RUN_AS_OWNER = ("run migrations as the owner of the tables (MIGRATION_DATABASE_URL or "
-                "--migration-database), not as the application role")
-
-#: What to do when the application role may not read what status and check read.
-GRANT_READ = "as the owner, run `bitloot-lite grants ROLE --apply` for the application role"
-
-
-def sqlstate(exc):
-    """The SQLSTATE of a driver error, or of the one a peewee error wraps (else None)."""
-    for error in (exc, exc.args[0] if getattr(exc, "args", None) else None, exc.__cause__,
-                  exc.__context__):
-        code = getattr(error, "pgcode", None)
-        if code:
-            return code
-    return None
-
-
-class PrivilegeMissing(BitlootError):
-    """The server refused ``action`` because the connection's role lacks a privilege.
-
-    ``denied`` is the server's one line (``permission denied for table orders``,
-    ``must be owner of table orders``): it names objects, never data. ``hint``
-    says what to do.
-    """
-
-    def __init__(self, action, denied, hint):
-        self.action = action
-        self.denied = denied
-        self.hint = hint
-        super().__init__(f"{action}: {denied}; {hint}")
-
-
-@contextlib.contextmanager
-def privilege_required(action, hint):
-    """Turn a refusal for lack of a privilege (SQLSTATE 42501) in the block into
-    PrivilegeMissing(action, the server's first line, hint); other errors pass."""
-    error = None
-    try:
-        yield
-    except Exception as exc:  # noqa: BLE001 - only 42501 is translated, the rest re-raised
-        if sqlstate(exc) != INSUFFICIENT_PRIVILEGE:
-            raise
-        lines = str(exc).strip().splitlines()
-        error = PrivilegeMissing(action, lines[0] if lines else "permission denied", hint)
-    if error is not None:
-        raise error
-
-
-class GrantFailed(ConfigurationError):
-    """Granting ``role`` what the application role needs failed; nothing was granted."""
-
-    def __init__(self, role, reason):
-        self.role = role
-        self.reason = reason
-        super().__init__(f"granting {role} failed: {reason}")
-
-
-class DatabaseNotFound(DatabaseUnavailable):
-    """The SQLite file ``path`` of ``url`` (masked) does not exist, and a read-only
-    command (status, check, sql) does not create one."""
-
-    def __init__(self, url, path):
-        self.path = path
-        super().__init__(url, f"no SQLite database file {path} (a read-only command creates "
-                              "none: check the path, or create it with `bitloot-lite migrate`)")
-
-
 # --------------------------------------------------------------------------- topologies
 
 
@@ -625,3 +552,79 @@ class ServerRefused(MigrationError):
         self.reason = reason
         code = f" (SQLSTATE {sqlstate})" if sqlstate else ""
         super().__init__(f"the server refused: {reason}{code}")
+
+
+# --------------------------------------------------------------------------- least privilege
+
+#: PostgreSQL's insufficient_privilege ("permission denied for ...", "must be owner of ...").
+INSUFFICIENT_PRIVILEGE = "42501"
+
+#: What to do when a migration step is refused for lack of a privilege.
+RUN_AS_OWNER = ("run migrations as the owner of the tables (MIGRATION_DATABASE_URL or "
+                "--migration-database), not as the application role")
+
+#: What to do when the application role may not read what status and check read.
+GRANT_READ = "as the owner, run `bitloot-lite grants ROLE --apply` for the application role"
+
+
+def sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a driver error, or of the one a peewee error wraps (else None)."""
+    for error in (exc, exc.args[0] if getattr(exc, "args", None) else None, exc.__cause__,
+                  exc.__context__):
+        code = getattr(error, "pgcode", None)
+        if code:
+            return code
+    return None
+
+
+class PrivilegeMissing(BitlootError):
+    """The server refused ``action`` because the connection's role lacks a privilege.
+
+    ``denied`` is the server's one line (``permission denied for table orders``,
+    ``must be owner of table orders``): it names objects, never data. ``hint``
+    says what to do.
+    """
+
+    def __init__(self, action: str, denied: str, hint: str):
+        self.action = action
+        self.denied = denied
+        self.hint = hint
+        super().__init__(f"{action}: {denied} (SQLSTATE {INSUFFICIENT_PRIVILEGE}); {hint}")
+
+
+@contextlib.contextmanager
+def privilege_required(action: str, hint: str):
+    """Turn a refusal for lack of a privilege (SQLSTATE 42501) in the block into
+    PrivilegeMissing(action, the server's first line, hint); other errors pass."""
+    error = None
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - only 42501 is translated, the rest re-raised
+        if sqlstate(exc) != INSUFFICIENT_PRIVILEGE:
+            raise
+        lines = str(exc).strip().splitlines()
+        error = PrivilegeMissing(action, lines[0] if lines else "permission denied", hint)
+    if error is not None:
+        raise error
+
+
+class GrantFailed(ConfigurationError):
+    """Granting ``role`` what the application role needs failed; nothing was granted."""
+
+    def __init__(self, role: str, reason: str):
+        self.role = role
+        self.reason = reason
+        super().__init__(f"granting {role} failed: {reason}")
+
+
+# --------------------------------------------------------------------------- read-only commands
+
+
+class DatabaseNotFound(DatabaseUnavailable):
+    """The SQLite file ``path`` of ``url`` (masked) does not exist, and a read-only
+    command (status, check, sql) does not create one."""
+
+    def __init__(self, url, path):
+        self.path = path
+        super().__init__(url, f"no SQLite database file {path} (a read-only command creates "
+                              "none: check the path, or create it with `bitloot-lite migrate`)")

@@ -27,11 +27,12 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import peewee as pw
 
 from . import validating as check
-from .db import database_proxy, mask_url, open_database, unwrap
+from .db import database_proxy, is_read, mask_url, open_database, unwrap
 from .errors import BitlootError, ConfigurationError
 
 logger = logging.getLogger("bitloot_lite.replicas")
@@ -150,15 +151,11 @@ class Replica:
         return self.database
 
     def _primary_lsn(self):
-        # On a cursor of its own: not a statement of the caller's, and no write.
-        cursor = self.primary.cursor()
-        try:
-            # The insert position, not pg_current_wal_lsn() (the write position): with
-            # synchronous_commit = off our COMMIT may not be written out yet.
-            cursor.execute("SELECT pg_current_wal_insert_lsn()::text")
-            return cursor.fetchone()[0]
-        finally:
-            cursor.close()
+        # The insert position, not pg_current_wal_lsn() (the write position): with
+        # synchronous_commit = off our COMMIT may not be written out yet. Through
+        # execute_sql, so that a connection the server closed is reopened (a read:
+        # it notes no write).
+        return self.primary.execute_sql("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
 
     # -- when the replica fails ------------------------------------------------------------
 
@@ -192,6 +189,7 @@ class Replica:
         return self._fallback
 
     def close(self) -> None:
+        """Close this thread's connection to the replica (if open)."""
         if self.database is not None:
             self.database.close()
 
@@ -213,8 +211,8 @@ def _tracked(cls):
         def execute_sql(self, sql, params=None):
             cursor = super().execute_sql(sql, params)
             # A model statement outside a transaction is committed once it returns;
-            # in one, the COMMIT says so. A plain SELECT writes nothing.
-            if not self.in_transaction() and sql[:6].upper() != "SELECT":
+            # in one, the COMMIT says so. A read (db.is_read) writes nothing.
+            if not self.in_transaction() and not is_read(sql):
                 self.replica.wrote()
             return cursor
 
@@ -260,7 +258,7 @@ def attach(primary: pw.Database, url: str, **options) -> Replica:
 _routing = threading.local()
 
 
-def reads(function):
+def reads(function: Callable) -> Callable:
     """A read-only service call (under ``statements.api``): ``bound_database()`` gives
     it the replica when the routing allows. A read the replica fails (it went down,
     or canceled the query for its recovery) runs once more, on the primary."""
@@ -313,7 +311,7 @@ def read_database() -> pw.Database:
     return reader(database)
 
 
-def from_replica(query):
+def from_replica(query: pw.SelectBase) -> pw.SelectBase:
     """``query`` (a peewee SELECT) bound to ``read_database()``, for reading::
 
         for order in bitloot_lite.from_replica(Order.select().where(...)):

@@ -125,7 +125,7 @@ JOIN pg_namespace n ON n.oid = t.typnamespace JOIN pg_enum e ON e.enumtypid = t.
 WHERE n.nspname = current_schema() ORDER BY t.typname, e.enumsortorder"""
 
 
-def current_schema(database):
+def current_schema(database: pw.Database) -> str:
     """The schema ``database``'s unqualified names create tables in (PostgreSQL).
 
     The first schema of the session's search_path that exists: what the URL's

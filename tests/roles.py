@@ -21,14 +21,10 @@ def with_user(url, user):
 
 
 def with_options(url, options):
-    """``url`` with libpq's ``options`` (e.g. ``-c search_path=shop``) and UTC kept.
-
-    A URL's own ``options`` replaces bitloot-lite's ``-c timezone=UTC``, so it is
-    added back here, as a user setting a search_path must do too.
-    """
+    """``url`` with libpq's ``options`` (e.g. ``-c search_path=shop``)."""
     parts = urlsplit(url)
     query = [pair for pair in parse_qsl(parts.query) if pair[0] != "options"]
-    query.append(("options", f"{options} -c timezone=UTC"))
+    query.append(("options", options))
     return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 

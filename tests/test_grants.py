@@ -92,7 +92,9 @@ def test_the_application_role_runs_everything_it_should_once_granted(two_roles):
     assert run_cli("migrate", "--database", owner_url).exit_code == 0
     with pytest.raises(DatabaseUnavailable):  # no CONNECT yet
         bl.connect(app_url)
-    result = run_cli("grants", app, "--apply", "--database", owner_url)
+    # As the owner, on the migration URL, with the application's URL beside it.
+    result = run_cli("grants", app, "--apply",
+                     env={"DATABASE_URL": app_url, "MIGRATION_DATABASE_URL": owner_url})
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-1].startswith("-- ")
     for args in (["status"], ["check"]):

@@ -280,9 +280,13 @@ def test_a_replica_needs_a_postgresql_primary(sqlite_url):
 
 def test_the_readme_example_runs(topology):
     primary, standby, url, replica_url = topology
+    import re
+
     import test_readme
 
-    (block,) = [b for b in test_readme.python_blocks() if "replica=" in b]
+    # a ```py block: test_readme runs the README's first ```python block as its script
+    (block,) = [b for b in re.findall(r"```py\n(.*?)```", test_readme.README.read_text(), re.S)
+                if "replica=" in b]
     block = block.replace('"postgresql://app@primary/bitloot"', repr(url)).replace(
         '"postgresql://app@replica/bitloot"', repr(replica_url))
     database = bl.connect(url)
@@ -301,3 +305,16 @@ def test_the_readme_example_runs(topology):
     finally:
         scope["db"].close()
         bl.db.database_proxy.initialize(None)
+
+
+def test_a_read_after_the_primary_restarted_reconnects(routed, topology):
+    """The read-your-writes check's query on the primary reopens a connection the
+    server closed, like any statement outside a transaction."""
+    primary, standby, _url, _replica_url = topology
+    reservation = unique("restart")
+    order = paid_order(reservation)  # a write: the next read asks the primary
+    primary.restart()
+    assert bl.find_order_by_reservation(reservation).id == order.id
+    wait_replayed(primary, standby)
+    assert bl.find_order_by_reservation(reservation).id == order.id
+    assert routed.replica.ran_on_replica()

@@ -45,6 +45,9 @@ def test_the_url_search_path_gets_every_command_right(shop_url, pg_url):
     assert tables_by_schema(pg_url) == {"shop": BITLOOT_TABLES}
     with opened(shop_url) as database:
         assert current_schema(database) == "shop"
+        # the URL's options= does not cost the session its UTC time zone
+        ((zone,),) = fetch(database, "SELECT current_setting('TimeZone')")
+        assert zone.upper() in bitloot_lite.db._UTC_NAMES
         assert compare(snapshot(database), expected("postgres")) == []
         # the concurrently built index of 005 is in shop, and valid
         assert fetch(database, "SELECT n.nspname, x.indisvalid FROM pg_index x "
@@ -171,3 +174,31 @@ def test_a_search_path_naming_no_existing_schema_is_a_clear_error(pg_url):
     assert result.exit_code == 2
     assert "no schema of the search_path (nowhere) exists" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_schema_from_the_role_default_through_pgbouncer():
+    """Through PgBouncer (whose default configuration refuses options=) the schema comes
+    from the role's default: migrate on the direct URL, check and the services pooled."""
+    import servers
+    from test_grants import lifecycle
+
+    with servers.primary() as cluster:
+        direct = cluster.create_database("bitloot")
+        cluster.sql("CREATE SCHEMA shop", database="bitloot")
+        cluster.sql("ALTER ROLE postgres IN DATABASE bitloot SET search_path = shop")
+        with servers.pgbouncer(cluster, "transaction") as bouncer:
+            pooled = bouncer.url("bitloot")
+            result = run_cli("migrate", "--database", pooled,
+                             env={"MIGRATION_DATABASE_URL": direct})
+            assert result.exit_code == 0, result.output
+            assert tables_by_schema(direct) == {"shop": BITLOOT_TABLES}
+            result = run_cli("check", "--database", pooled)
+            assert result.exit_code == 0, result.output
+            database = bitloot_lite.connect(pooled)
+            try:
+                assert database.pooled
+                lifecycle("pooled")
+                assert fetch(database, 'SELECT count(*) FROM shop."keys"') == [(1,)]
+            finally:
+                database.close()
+                bitloot_lite.db.database_proxy.initialize(None)
