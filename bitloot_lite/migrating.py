@@ -127,7 +127,7 @@ def migrate(database, to=None, migrations_dir=None, *, lock_timeout=None,
             history = router.history()
         _edited(router, todo, history, allow_edited)
         plan = _plan(todo, history, to)
-        _check_order(plan, history, allow_out_of_order)
+        _check_order(plan, history, allow_out_of_order, router.shipped_names())
         for name in plan:  # every file loads (syntax, imports, a migrate()) before any runs
             router.load(name)
         for name in history:  # finish what a killed deploy left unbuilt
@@ -319,13 +319,24 @@ def _plan(todo, history, to):
     return plan
 
 
-def _check_order(plan, history, allow_out_of_order):
+def _check_order(plan, history, allow_out_of_order, shipped):
+    """Refuse pending migrations older than the newest applied one of the same folder.
+
+    Each folder is its own sequence: a shipped migration that an upgrade of
+    bitloot-lite brings runs after the user's already applied ones (as Django's
+    apps do), but a user's migration that sorts before an applied one of theirs
+    (a branch merged late) needs ``allow_out_of_order``.
+    """
     if not history or allow_out_of_order:
         return
-    newest = max(history)
-    late = [name for name in plan if name < newest]
-    if late:
-        raise OutOfOrder(late, newest)
+    for ours in (True, False):
+        applied = [name for name in history if (name in shipped) == ours]
+        if not applied:
+            continue
+        newest = max(applied)
+        late = [name for name in plan if (name in shipped) == ours and name < newest]
+        if late:
+            raise OutOfOrder(late, newest)
 
 
 def _rollback_plan(done, todo, steps, to):

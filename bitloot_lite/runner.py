@@ -108,6 +108,11 @@ class Router(_Router):
         """{name: path} of every migration, in order: the shipped ones, then the user's."""
         return dict(migration_files(self.user_dir))
 
+    def shipped_names(self) -> set[str]:
+        """The names of the shipped migrations (the rest are the user's)."""
+        shipped = shipped_migrations_dir().resolve()
+        return {name for name, path in self.files.items() if path.parent.resolve() == shipped}
+
     @property
     def todo(self) -> list[str]:
         """Every migration's name, in order, across both folders."""
