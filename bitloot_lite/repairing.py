@@ -43,7 +43,8 @@ def repairs(database, migrations_dir=None) -> list[Repair]:
         current = router.checksum(name)
         if applied.checksum is None:
             found.append(Repair(name, "record", None, current))
-        elif applied.checksum != current and applied.checksum not in _previous(router, name):
+        elif applied.checksum != current and (
+                applied.checksum not in router.previous_checksums(name)):
             found.append(Repair(name, "checksum", applied.checksum, current))
     return found
 
@@ -77,9 +78,3 @@ def repair(database, migrations_dir=None, *, expected=None, lock_timeout=None,
                 logger.info("repair: %s %s", item.action, item.name)
     return found
 
-
-def _previous(router, name):
-    try:
-        return router.previous_checksums(name)
-    except MigrationError:  # a file that no longer loads: its checksum is still re-recorded
-        return set()

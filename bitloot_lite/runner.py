@@ -19,6 +19,7 @@ from . import validating as check
 from .db import driver_error, is_postgres, is_sqlite, unwrap
 from .errors import (
     ConfigurationError,
+    InvalidMigration,
     IrreversibleMigration,
     MigrationFailed,
     UnknownMigration,
@@ -178,8 +179,13 @@ class Router(_Router):
         return describe(name, self.files[name])
 
     def previous_checksums(self, name: str) -> set[str]:
-        """The checksums of earlier versions of the file that it declares harmless."""
-        return set(self.scope(name).get("PREVIOUS_CHECKSUMS", ()))
+        """The checksums of earlier versions of the file that it declares harmless
+        (none for a file that no longer loads: it is reported as edited, not as broken,
+        until something runs it)."""
+        try:
+            return set(self.scope(name).get("PREVIOUS_CHECKSUMS", ()))
+        except InvalidMigration:
+            return set()
 
     def require_reversible(self, names) -> None:
         """IrreversibleMigration for the first of ``names`` that cannot be rolled back."""
