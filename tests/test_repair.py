@@ -165,3 +165,11 @@ def test_an_applied_file_edited_into_a_syntax_error_is_reported_edited_and_repai
     with pytest.raises(EditedMigration):
         bitloot_lite.status(database, migrations_dir=folder)
     assert [item.action for item in migrating.repair(database, folder)] == ["checksum"]
+
+
+def test_repair_yes_quiet_prints_nothing(db_url, applied_user_migrations):
+    labels, _ = applied_user_migrations
+    labels.write_text(labels.read_text() + "# edit\n")
+    result = run_cli("repair", "--yes", "-q", "--database", db_url, "--migrations", labels.parent)
+    assert result.exit_code == 0 and result.output == ""
+    assert checksums(db_url)[labels.stem] == sha256(labels)
