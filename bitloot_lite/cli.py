@@ -830,8 +830,9 @@ def repair(database, where, migrations_dir, yes, lock_timeout):
     if not planned:
         _say(f"nothing to repair: the history of {where} matches the migration files")
         return
+    show = _say if yes else click.echo  # what a prompt asks about is shown even with -q
     for item in planned:
-        click.echo(_REPAIRS[item.action].format(
+        show(_REPAIRS[item.action].format(
             name=item.name, recorded=(item.recorded or "")[:12], current=(item.current or "")[:12]))
     if not yes and not click.confirm(f"Repair {len(planned)} history row(s) of {where}?"):
         raise click.ClickException("nothing was repaired")

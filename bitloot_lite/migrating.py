@@ -29,6 +29,7 @@ from .errors import (
 )
 from .locking import migration_lock
 from .models import MODELS
+from .repairing import Repair, repair, repairs
 from .runner import (
     DDL_LOCK_TIMEOUT,
     HISTORY_TABLE,
@@ -130,7 +131,7 @@ def migrate(database, to=None, migrations_dir=None, *, lock_timeout=None,
             history = router.history()
         _edited(router, todo, history, allow_edited)
         plan = _plan(todo, history, to)
-        _check_order(plan, history, allow_out_of_order)
+        _check_order(plan, history, allow_out_of_order, router.shipped_names())
         for name in plan:  # every file loads (syntax, imports, a migrate()) before any runs
             router.load(name)
         for name in history:  # finish what a killed deploy left unbuilt
@@ -351,13 +352,24 @@ def _plan(todo, history, to):
     return plan
 
 
-def _check_order(plan, history, allow_out_of_order):
+def _check_order(plan, history, allow_out_of_order, shipped):
+    """Refuse pending migrations older than the newest applied one of the same folder.
+
+    Each folder is its own sequence: a shipped migration that an upgrade of
+    bitloot-lite brings runs after the user's already applied ones (as Django's
+    apps do), but a user's migration that sorts before an applied one of theirs
+    (a branch merged late) needs ``allow_out_of_order``.
+    """
     if not history or allow_out_of_order:
         return
-    newest = max(history)
-    late = [name for name in plan if name < newest]
-    if late:
-        raise OutOfOrder(late, newest)
+    for ours in (True, False):
+        applied = [name for name in history if (name in shipped) == ours]
+        if not applied:
+            continue
+        newest = max(applied)
+        late = [name for name in plan if (name in shipped) == ours and name < newest]
+        if late:
+            raise OutOfOrder(late, newest)
 
 
 def _rollback_plan(done, todo, steps, to):
@@ -411,71 +423,3 @@ def _is_read_or_savepoint(sql):
     return head in ("SELECT", "SAVEPOINT", "RELEASE") or (head == "PRAGMA" and "=" not in sql)
 
 
-
-@dataclass(frozen=True)
-class Repair:
-    """A history row ``repair`` fixes (Flyway's repair), and how.
-
-    ``action``: "checksum" (the applied file was edited since: record its checksum
-    now), "record" (no checksum was recorded: record it), "remove" (the file is
-    gone: forget the row). ``recorded`` and ``current`` are the checksums.
-    """
-
-    name: str
-    action: str
-    recorded: str | None
-    current: str | None
-
-
-def repairs(database, migrations_dir=None) -> list[Repair]:
-    """What ``repair`` would change in the history, oldest row first; changes nothing."""
-    router = Router(database, migrations_dir)
-    router.todo  # noqa: B018 (the folders are checked first)
-    found = []
-    for name, applied in router.history().items():
-        if name not in router.files:
-            found.append(Repair(name, "remove", applied.checksum, None))
-            continue
-        current = router.checksum(name)
-        if applied.checksum is None:
-            found.append(Repair(name, "record", None, current))
-        elif applied.checksum != current and applied.checksum not in _previous(router, name):
-            found.append(Repair(name, "checksum", applied.checksum, current))
-    return found
-
-
-def repair(database, migrations_dir=None, *, expected=None, lock_timeout=None,
-           on_wait=None) -> list[Repair]:
-    """Re-record the checksums of edited applied migrations and forget the history rows
-    whose files are gone, in one transaction, under the migration lock; returns them.
-
-    For after a review: an edit known to be harmless, a migration deliberately
-    deleted. ``expected`` (what :func:`repairs` listed, e.g. for a confirmation):
-    if the history changed since, nothing is done (MigrationError).
-    """
-    with migration_lock(database, lock_timeout, on_wait):
-        found = repairs(database, migrations_dir)
-        if expected is not None and found != list(expected):
-            raise MigrationError("the migration history or files changed since the repair "
-                                 "was listed; nothing was repaired: run repair again")
-        if found:  # a history made by pw_migrate gets its checksum column first
-            Router(database, migrations_dir).model  # noqa: B018
-        param = database.param
-        with database.atomic():
-            for item in found:
-                if item.action == "remove":
-                    database.execute_sql(
-                        f'DELETE FROM "{HISTORY_TABLE}" WHERE "name" = {param}', (item.name,))
-                else:
-                    database.execute_sql(
-                        f'UPDATE "{HISTORY_TABLE}" SET "checksum" = {param} '
-                        f'WHERE "name" = {param}', (item.current, item.name))
-                logger.info("repair: %s %s", item.action, item.name)
-    return found
-
-
-def _previous(router, name):
-    try:
-        return router.previous_checksums(name)
-    except MigrationError:  # a file that no longer loads: its checksum is still re-recorded
-        return set()

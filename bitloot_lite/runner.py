@@ -23,6 +23,7 @@ from .errors import (
     SQLITE_FULL,
     ConfigurationError,
     DatabaseFull,
+    InvalidMigration,
     IrreversibleMigration,
     MigrationFailed,
     UnknownMigration,
@@ -113,6 +114,11 @@ class Router(_Router):
         """{name: path} of every migration, in order: the shipped ones, then the user's."""
         return dict(migration_files(self.user_dir))
 
+    def shipped_names(self) -> set[str]:
+        """The names of the shipped migrations (the rest are the user's)."""
+        shipped = shipped_migrations_dir().resolve()
+        return {name for name, path in self.files.items() if path.parent.resolve() == shipped}
+
     @property
     def todo(self) -> list[str]:
         """Every migration's name, in order, across both folders."""
@@ -179,8 +185,13 @@ class Router(_Router):
         return describe(name, self.files[name])
 
     def previous_checksums(self, name: str) -> set[str]:
-        """The checksums of earlier versions of the file that it declares harmless."""
-        return set(self.scope(name).get("PREVIOUS_CHECKSUMS", ()))
+        """The checksums of earlier versions of the file that it declares harmless
+        (none for a file that no longer loads: it is reported as edited, not as broken,
+        until something runs it)."""
+        try:
+            return set(self.scope(name).get("PREVIOUS_CHECKSUMS", ()))
+        except InvalidMigration:
+            return set()
 
     def require_reversible(self, names) -> None:
         """IrreversibleMigration for the first of ``names`` that cannot be rolled back."""

@@ -17,6 +17,7 @@ from bitloot_lite.errors import (
     IrreversibleMigration,
     MigrationFailed,
     MigrationsNotFound,
+    OutOfOrder,
     UnknownMigration,
 )
 from bitloot_lite.runner import Router, migration_files
@@ -486,3 +487,41 @@ def test_a_history_row_of_an_earlier_version_of_005_is_not_an_edit(migrated):
     migrated.execute_sql(update, ("0" * 64, name))
     with pytest.raises(EditedMigration):
         bitloot_lite.status(migrated)
+
+
+# --- each folder is its own sequence ------------------------------------------------------------
+
+
+def test_a_shipped_migration_an_upgrade_brings_runs_after_the_users_applied_ones(
+    database, tmp_path, monkeypatch
+):
+    """bitloot-lite's next release adds a migration after the user's are applied: it is
+    not "out of order" (the user's folder is its own sequence), and it runs."""
+    user_dir = tmp_path / "mine"
+    mine = user_migration(user_dir, "100_orders_note")
+    bitloot_lite.migrate(database, migrations_dir=user_dir)
+    upgraded = tmp_path / "upgraded"
+    upgraded.mkdir()
+    for name in MIGRATIONS:
+        (upgraded / f"{name}.py").write_bytes((MIGRATIONS_DIR / f"{name}.py").read_bytes())
+    newer = user_migration(upgraded, f"{NEXT:03d}_labels", TABLE, table="labels")
+    monkeypatch.setenv("BITLOOT_SHIPPED_MIGRATIONS_DIR", str(upgraded))
+
+    assert bitloot_lite.migrate(database, migrations_dir=user_dir) == [newer.stem]
+    assert [s.name for s in bitloot_lite.status(database, migrations_dir=user_dir)] == [
+        *MIGRATIONS, newer.stem, mine.stem]
+
+
+def test_a_users_migration_older_than_an_applied_one_of_theirs_is_out_of_order(
+    database, user_dir
+):
+    user_migration(user_dir, f"{NEXT:03d}_orders_note")
+    user_migration(user_dir, f"{NEXT + 2:03d}_labels", TABLE, table="labels")
+    bitloot_lite.migrate(database, migrations_dir=user_dir)
+    late = user_migration(user_dir, f"{NEXT + 1:03d}_tags", TABLE, table="tags")
+
+    with pytest.raises(OutOfOrder) as info:
+        bitloot_lite.migrate(database, migrations_dir=user_dir)
+    assert info.value.names == [late.stem]
+    assert bitloot_lite.migrate(database, migrations_dir=user_dir,
+                                allow_out_of_order=True) == [late.stem]

@@ -150,3 +150,26 @@ def test_an_edited_migration_message_points_at_repair(db_url, applied_user_migra
 
 def checksums_of(database):
     return dict(fetch(database, f'SELECT "name", "checksum" FROM "{HISTORY_TABLE}"'))
+
+
+def test_an_applied_file_edited_into_a_syntax_error_is_reported_edited_and_repairable(
+    database, tmp_path
+):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    path = folder / f"{NEXT:03d}_labels.py"
+    path.write_text(TABLE.format(name=path.stem, table="labels"))
+    bitloot_lite.migrate(database, migrations_dir=folder)
+    path.write_text(path.read_text() + "def broken(:\n")
+
+    with pytest.raises(EditedMigration):
+        bitloot_lite.status(database, migrations_dir=folder)
+    assert [item.action for item in migrating.repair(database, folder)] == ["checksum"]
+
+
+def test_repair_yes_quiet_prints_nothing(db_url, applied_user_migrations):
+    labels, _ = applied_user_migrations
+    labels.write_text(labels.read_text() + "# edit\n")
+    result = run_cli("repair", "--yes", "-q", "--database", db_url, "--migrations", labels.parent)
+    assert result.exit_code == 0 and result.output == ""
+    assert checksums(db_url)[labels.stem] == sha256(labels)
