@@ -104,8 +104,9 @@ def text(blocks_: list, backend: str) -> str:
     """The blocks as a script for ``psql`` (run it with ``-v ON_ERROR_STOP=1``) or
     ``sqlite3`` (``-bail``), ending in a newline."""
     sqlite = backend == "sqlite"
+    run = "sqlite3 -bail DB < FILE" if sqlite else "psql -v ON_ERROR_STOP=1 -f FILE"
     lines = [f"-- bitloot-lite migrations for {backend}: values inlined, history rows included.",
-             "-- Run as-is: psql -v ON_ERROR_STOP=1 -f FILE  |  sqlite3 -bail DB < FILE", ""]
+             f"-- Run as-is: {run}", ""]
     for block in blocks_:
         lines.append(f"-- {block.direction} {block.name}")
         if block.direction == "adopt":
