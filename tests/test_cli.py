@@ -577,3 +577,17 @@ def test_the_wheel_ships_the_migrations_and_runs_from_anywhere(tmp_path):
     assert lines[count].startswith(f"{count} migration(s) applied to sqlite:///{db_file} in ")
     assert db_file.exists()
     assert sorted(p.name for p in elsewhere.iterdir()) == []
+
+
+def test_every_error_is_exported_from_the_package():
+    """A script catches what it can import: every BitlootError is bitloot_lite.<Name>."""
+    import inspect
+
+    import bitloot_lite
+    from bitloot_lite import errors
+
+    defined = {name for name, value in vars(errors).items()
+               if inspect.isclass(value) and issubclass(value, errors.BitlootError)
+               and value.__module__ == errors.__name__}
+    assert defined <= set(bitloot_lite.__all__)
+    assert all(getattr(bitloot_lite, name) is getattr(errors, name) for name in defined)
