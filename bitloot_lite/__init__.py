@@ -1,5 +1,7 @@
 """bitloot-lite: the order and fulfilment data layer of BitLoot (peewee + peewee-migrate)."""
 
+from typing import TYPE_CHECKING, Any
+
 from .db import connect, mask_url
 from .errors import (
     AdoptionError,
@@ -49,7 +51,11 @@ __version__ = "0.1.0"
 _MIGRATING = ("migrate", "pending", "rollback", "status")
 
 
-def __getattr__(name):
+if TYPE_CHECKING:  # what the lazy __getattr__ below hands out, as checkers should see it
+    from .migrating import migrate, pending, rollback, status
+
+
+def __getattr__(name: str) -> Any:
     if name in _MIGRATING:
         from . import migrating
 

@@ -19,7 +19,8 @@ from .errors import (
     StorageError,
     TransactionLost,
 )
-from .urls import SECRET_PARAMETERS, mask_url, redact, unclear, url_secrets  # noqa: F401
+from .urls import SECRET_PARAMETERS, redact, unclear, url_secrets  # noqa: F401
+from .urls import mask_url as mask_url  # re-exported: bitloot_lite.mask_url
 from .urls import scrub as _scrub
 
 logger = logging.getLogger("bitloot_lite")

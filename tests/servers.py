@@ -221,7 +221,7 @@ def _start(cluster):
             return cluster.start()
         except RuntimeError:
             if attempt == 4 or "could not bind" not in cluster.log_tail():
-                raise RuntimeError(f"{cluster.name} did not start:\n{cluster.log_tail()}")
+                raise RuntimeError(f"{cluster.name} did not start:\n{cluster.log_tail()}") from None
             cluster.port = free_port()
     return cluster
 
