@@ -7,9 +7,51 @@ Fields (fields.py) the same, so that ``order.status`` is an ``OrderStatus`` and
 (``__mro_entries__``), so the Fields' MRO is exactly peewee's.
 """
 
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+import decimal
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypedDict, TypeVar, overload
 
 V = TypeVar("V")
+
+#: An OrderStatus by its value: a service takes either (tests/test_typing.py keeps them equal).
+OrderStatusName = Literal["created", "waiting", "confirming", "paid", "underpaid", "failed",
+                          "fulfilled"]
+#: A PaymentStatus by its value.
+PaymentStatusName = Literal["created", "waiting", "confirmed", "finished", "underpaid", "failed"]
+
+#: An amount of money: exact, so never a float.
+Amount = decimal.Decimal | int | str
+
+
+class _ItemRequired(TypedDict):
+    product_id: str
+
+
+class ItemDict(_ItemRequired, total=False):
+    """An order item as a dict (``create_order``); quantity defaults to 1."""
+
+    quantity: int
+
+
+class PaymentFields(TypedDict, total=False):
+    """The fields ``record_payment`` takes by keyword."""
+
+    provider: str
+    price_amount: Amount | None
+    price_currency: str | None
+    pay_amount: Amount | None
+    pay_currency: str | None
+    confirmations: int
+    raw_payload: Any
+
+
+class Cursor(Protocol):
+    """The DB-API cursor a statement returns (sqlite3's or psycopg2's)."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def execute(self, sql: str, parameters: Any = (), /) -> object: ...
 
 if TYPE_CHECKING:
     from typing_extensions import Self

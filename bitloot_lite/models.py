@@ -50,6 +50,9 @@ class BaseModel(pw.Model):
     updated_at: UTCDateTimeField[dt.datetime] = UTCDateTimeField(column_name="updatedAt",
                                                                  default=utcnow)
 
+    if TYPE_CHECKING:  # peewee's record of the fields set since the load, not in its stubs
+        _dirty: set[str]
+
     class Meta:
         database = database_proxy
         legacy_table_names = False
