@@ -8,6 +8,7 @@ Fields (fields.py) the same, so that ``order.status`` is an ``OrderStatus`` and
 """
 
 import decimal
+import os
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypedDict, TypeVar, overload
 
 V = TypeVar("V")
@@ -17,6 +18,9 @@ OrderStatusName = Literal["created", "waiting", "confirming", "paid", "underpaid
                           "fulfilled"]
 #: A PaymentStatus by its value.
 PaymentStatusName = Literal["created", "waiting", "confirmed", "finished", "underpaid", "failed"]
+
+#: A folder, as a str or a Path.
+StrPath = str | os.PathLike[str]
 
 #: An amount of money: exact, so never a float.
 Amount = decimal.Decimal | int | str

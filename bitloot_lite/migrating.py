@@ -8,11 +8,17 @@ stop the run unless the caller knowingly allows them. A database made by the
 original TypeORM application is adopted (see adopting.py).
 """
 
+from __future__ import annotations
+
 import contextlib
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import peewee as pw
 
 from . import adopting, replay, schema
 from .db import is_postgres, is_sqlite, recording
@@ -45,6 +51,16 @@ __all__ = [
     "repair", "repairs", "rollback", "shipped_migrations_dir", "status",
 ]
 
+if TYPE_CHECKING:
+    from ._typing import StrPath
+    from .runner import Applied
+
+#: Called with each Step as it completes; with the migration lock's holder while it waits.
+OnStep = Callable[["Step"], object]
+OnWait = Callable[[str | None], object]
+#: What ``preview`` returns for a migration: (name, direction, [(sql, params), ...]).
+Preview = tuple[str, str, list[tuple[str, tuple[Any, ...]]]]
+
 logger = logging.getLogger("bitloot_lite.migrating")
 
 
@@ -71,16 +87,17 @@ class MigrationState:
     missing: bool = False  # applied, and its file is gone (see repair)
 
     @property
-    def applied(self):
+    def applied(self) -> bool:
         return self.applied_at is not None
 
     @property
-    def done(self):
+    def done(self) -> bool:
         """Applied, and nothing of it left for ``migrate`` to finish."""
         return self.applied and not self.unbuilt
 
 
-def status(database, migrations_dir=None, allow_edited=False):
+def status(database: pw.Database, migrations_dir: StrPath | None = None,
+           allow_edited: bool = False) -> list[MigrationState]:
     """Every migration, in order, with when it was applied.
 
     Raises EditedMigration if an applied migration's file changed since, unless
@@ -102,7 +119,7 @@ def status(database, migrations_dir=None, allow_edited=False):
     ]
 
 
-def pending(database, migrations_dir=None):
+def pending(database: pw.Database, migrations_dir: StrPath | None = None) -> list[str]:
     """The names of the migrations not yet applied, in the order they would run."""
     router = Router(database, migrations_dir)
     todo = router.todo
@@ -111,9 +128,11 @@ def pending(database, migrations_dir=None):
     return [name for name in todo if name not in history and name not in adoptable]
 
 
-def migrate(database, to=None, migrations_dir=None, *, lock_timeout=None,
-            ddl_lock_timeout=DDL_LOCK_TIMEOUT, allow_edited=False, allow_out_of_order=False,
-            on_step=None, on_wait=None):
+def migrate(database: pw.Database, to: str | None = None,
+            migrations_dir: StrPath | None = None, *, lock_timeout: float | None = None,
+            ddl_lock_timeout: float = DDL_LOCK_TIMEOUT, allow_edited: bool = False,
+            allow_out_of_order: bool = False, on_step: OnStep | None = None,
+            on_wait: OnWait | None = None) -> list[str]:
     """Apply pending migrations, up to and including ``to``; returns the names applied.
 
     ``on_step`` is called with a :class:`Step` after each migration (and for
@@ -139,8 +158,10 @@ def migrate(database, to=None, migrations_dir=None, *, lock_timeout=None,
         return _run(router, plan, on_step, on_wait=on_wait)
 
 
-def rollback(database, steps=1, to=None, migrations_dir=None, *, lock_timeout=None,
-             ddl_lock_timeout=DDL_LOCK_TIMEOUT, allow_edited=False, on_step=None, on_wait=None):
+def rollback(database: pw.Database, steps: int = 1, to: str | None = None,
+             migrations_dir: StrPath | None = None, *, lock_timeout: float | None = None,
+             ddl_lock_timeout: float = DDL_LOCK_TIMEOUT, allow_edited: bool = False,
+             on_step: OnStep | None = None, on_wait: OnWait | None = None) -> list[str]:
     """Undo the newest migrations: ``steps`` of them, or all after ``to``.
 
     Returns the names undone, newest first.
@@ -157,8 +178,9 @@ def rollback(database, steps=1, to=None, migrations_dir=None, *, lock_timeout=No
         return _run(router, plan, on_step, downgrade=True)
 
 
-def baseline(database, to, migrations_dir=None, *, lock_timeout=None, on_step=None,
-             on_wait=None):
+def baseline(database: pw.Database, to: str, migrations_dir: StrPath | None = None, *,
+             lock_timeout: float | None = None, on_step: OnStep | None = None,
+             on_wait: OnWait | None = None) -> list[str]:
     """Record the migrations up to and including ``to`` as applied, without running them.
 
     For a database whose tables were made outside bitloot-lite: the live
@@ -179,8 +201,10 @@ def baseline(database, to, migrations_dir=None, *, lock_timeout=None, on_step=No
     return names
 
 
-def preview(database, to=None, migrations_dir=None, *, rollback_steps=None,
-            ddl_lock_timeout=DDL_LOCK_TIMEOUT, lock_timeout=None, on_wait=None):
+def preview(database: pw.Database, to: str | None = None,
+            migrations_dir: StrPath | None = None, *, rollback_steps: int | None = None,
+            ddl_lock_timeout: float = DDL_LOCK_TIMEOUT, lock_timeout: float | None = None,
+            on_wait: OnWait | None = None) -> list[Preview]:
     """The SQL that ``migrate(to=...)`` (or ``rollback(steps=rollback_steps)``) would run.
 
     Runs it for real inside one transaction that is then rolled back, so the
@@ -227,7 +251,7 @@ def preview(database, to=None, migrations_dir=None, *, rollback_steps=None,
 
 
 @contextlib.contextmanager
-def _sequence_kept(database):
+def _sequence_kept(database: pw.Database) -> Iterator[None]:
     """Set the history's id sequence back after the block (nextval is never rolled back)."""
     if not is_postgres(database) or not database.table_exists(HISTORY_TABLE):
         yield
@@ -249,7 +273,8 @@ def _sequence_kept(database):
         database.execute_sql("SELECT setval(%s, %s, %s)", (sequence, last_value, is_called))
 
 
-def check(database, migrations_dir=None, models=None):
+def check(database: pw.Database, migrations_dir: StrPath | None = None,
+          models: str | None = None) -> tuple[list[str], list[str]]:
     """How the live database drifts from the schema its migrations build, and from the models.
 
     The expected schema is what the applied migrations build, replayed on a
@@ -301,7 +326,7 @@ def check(database, migrations_dir=None, models=None):
     return differences, notes
 
 
-def _adoptable(router, todo, history):
+def _adoptable(router: Router, todo: list[str], history: dict[str, Applied]) -> list[str]:
     """Our migrations a TypeORM history says were applied (shape checked); [] once ours exists."""
     if history or not adopting.typeorm_history(router.database):
         return []  # before reading every migration file for its UPSTREAM name
@@ -309,7 +334,7 @@ def _adoptable(router, todo, history):
     return adopting.adoption_plan(router.database, migrations, applied=[])
 
 
-def _adopt(router, todo, on_step):
+def _adopt(router: Router, todo: list[str], on_step: OnStep | None) -> None:
     """Record what a TypeORM history says was applied (after checking the shape)."""
     names = _adoptable(router, todo, {})
     if not names:
@@ -333,7 +358,8 @@ def _adopt(router, todo, on_step):
         _report(on_step, Step(f"{fixup.name} ({fixup.description})", "fixup", seconds))
 
 
-def _edited(router, todo, history, allow_edited):
+def _edited(router: Router, todo: list[str], history: dict[str, Applied],
+            allow_edited: bool) -> set[str]:
     edited = [
         name for name, applied in history.items()
         if applied.checksum and name in todo and router.checksum(name) != applied.checksum
@@ -344,14 +370,14 @@ def _edited(router, todo, history, allow_edited):
     return set(edited)
 
 
-def _plan(todo, history, to):
+def _plan(todo: list[str], history: dict[str, Applied], to: str | None) -> list[str]:
     plan = [name for name in todo if name not in history]
     if to is not None:
         plan = [name for name in plan if name <= to]
     return plan
 
 
-def _check_order(plan, history, allow_out_of_order):
+def _check_order(plan: list[str], history: dict[str, Applied], allow_out_of_order: bool) -> None:
     if not history or allow_out_of_order:
         return
     newest = max(history)
@@ -360,7 +386,7 @@ def _check_order(plan, history, allow_out_of_order):
         raise OutOfOrder(late, newest)
 
 
-def _rollback_plan(done, todo, steps, to):
+def _rollback_plan(done: list[str], todo: list[str], steps: int, to: str | None) -> list[str]:
     if to is not None:
         if to not in done:
             raise UnknownMigration(to, done)
@@ -378,7 +404,8 @@ def _rollback_plan(done, todo, steps, to):
     return plan
 
 
-def _run(router, plan, on_step, downgrade=False, on_wait=None):
+def _run(router: Router, plan: list[str], on_step: OnStep | None, downgrade: bool = False,
+         on_wait: OnWait | None = None) -> list[str]:
     done = []
     for name in plan:
         started = time.perf_counter()
@@ -391,7 +418,8 @@ def _run(router, plan, on_step, downgrade=False, on_wait=None):
     return done
 
 
-def _build_indexes(router, name, on_step, on_wait):
+def _build_indexes(router: Router, name: str, on_step: OnStep | None,
+                   on_wait: OnWait | None) -> None:
     try:
         built = router.build_concurrent_indexes(name, on_wait)
     except Exception as exc:
@@ -400,13 +428,13 @@ def _build_indexes(router, name, on_step, on_wait):
         _report(on_step, Step(f"{name}: {index}", "index", seconds))
 
 
-def _report(callback, step):
+def _report(callback: OnStep | None, step: Step) -> None:
     logger.info("%s %s in %.3fs", step.direction, step.name, step.seconds)
     if callback is not None:
         callback(step)
 
 
-def _is_read_or_savepoint(sql):
+def _is_read_or_savepoint(sql: str) -> bool:
     head = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
     return head in ("SELECT", "SAVEPOINT", "RELEASE") or (head == "PRAGMA" and "=" not in sql)
 
@@ -427,7 +455,7 @@ class Repair:
     current: str | None
 
 
-def repairs(database, migrations_dir=None) -> list[Repair]:
+def repairs(database: pw.Database, migrations_dir: StrPath | None = None) -> list[Repair]:
     """What ``repair`` would change in the history, oldest row first; changes nothing."""
     router = Router(database, migrations_dir)
     router.todo  # noqa: B018 (the folders are checked first)
@@ -444,8 +472,9 @@ def repairs(database, migrations_dir=None) -> list[Repair]:
     return found
 
 
-def repair(database, migrations_dir=None, *, expected=None, lock_timeout=None,
-           on_wait=None) -> list[Repair]:
+def repair(database: pw.Database, migrations_dir: StrPath | None = None, *,
+           expected: Iterable[Repair] | None = None, lock_timeout: float | None = None,
+           on_wait: OnWait | None = None) -> list[Repair]:
     """Re-record the checksums of edited applied migrations and forget the history rows
     whose files are gone, in one transaction, under the migration lock; returns them.
 
@@ -474,7 +503,7 @@ def repair(database, migrations_dir=None, *, expected=None, lock_timeout=None,
     return found
 
 
-def _previous(router, name):
+def _previous(router: Router, name: str) -> set[str]:
     try:
         return router.previous_checksums(name)
     except MigrationError:  # a file that no longer loads: its checksum is still re-recorded
