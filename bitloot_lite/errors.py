@@ -147,7 +147,7 @@ SQLITE_LOCKED = ("database is locked", "database table is locked")
 class MigrationFailed(MigrationError):
     """Applying or rolling back ``name`` failed; its transaction was undone."""
 
-    def __init__(self, name: str, direction: str, cause: BaseException) -> None:
+    def __init__(self, name: str, direction: str, cause: BaseException | str) -> None:
         self.name = name
         self.direction = direction
         self.cause = cause
@@ -157,7 +157,8 @@ class MigrationFailed(MigrationError):
                      "database (waited the busy timeout); run it again once that is done")
         elif lines and lines[0].strip().lower() == SQLITE_FULL:
             cause = f"{lines[0].strip()}: free space on the database's disk, then run it again"
-        elif lines and sqlstate(cause) == INSUFFICIENT_PRIVILEGE:  # the application role
+        elif lines and sqlstate(cause) == INSUFFICIENT_PRIVILEGE:  # type: ignore[arg-type]
+            # The application role. (A str cause is SQLITE_FULL: the branch above.)
             cause = f"{lines[0].strip()}: {RUN_AS_OWNER}"
         if direction == "concurrent index build":  # outside a transaction: nothing to undo
             super().__init__(f"{direction} of {name} failed: {cause}; "

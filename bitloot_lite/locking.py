@@ -11,10 +11,16 @@ SQLite: exclusive ``flock``s on files named after the database file's real path
 and its identity (see _FileLock), which the kernel releases when the process dies.
 """
 
+from __future__ import annotations
+
 import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable, Iterator
+from typing import cast
+
+import peewee as pw
 
 from . import validating as check
 from .db import is_postgres
@@ -30,7 +36,8 @@ POLL_INTERVAL = 0.1
 
 
 @contextlib.contextmanager
-def migration_lock(database, timeout=None, on_wait=None):
+def migration_lock(database: pw.Database, timeout: float | None = None,
+                   on_wait: Callable[[str | None], object] | None = None) -> Iterator[None]:
     """Hold the migration lock of ``database`` for the ``with`` block.
 
     Waits up to ``timeout`` seconds (None: for ever), calling ``on_wait(holder)``
@@ -48,7 +55,7 @@ def migration_lock(database, timeout=None, on_wait=None):
             if on_wait is not None:
                 on_wait(holder)
         if deadline is not None and time.monotonic() >= deadline:
-            raise LockTimeout(timeout, lock.holder())
+            raise LockTimeout(timeout, lock.holder())  # type: ignore[arg-type]  # a deadline: a timeout
         time.sleep(POLL_INTERVAL)
     # A PostgreSQL advisory lock belongs to the session: the database must not
     # reconnect behind our back while we hold it (db.PostgresqlDatabase.pinned).
@@ -61,20 +68,20 @@ def migration_lock(database, timeout=None, on_wait=None):
 
 
 class _PostgresLock:
-    def __init__(self, database):
+    def __init__(self, database: pw.Database) -> None:
         self.database = database
 
-    def try_acquire(self):
+    def try_acquire(self) -> bool:
         cursor = self.database.execute_sql("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
-        return cursor.fetchone()[0]
+        return cast(bool, cursor.fetchone()[0])
 
-    def release(self):
+    def release(self) -> None:
         lost = getattr(self.database, "connection_lost", None)
         if lost is not None and lost():
             return  # the lock went with the session
         self.database.execute_sql("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
 
-    def holder(self):
+    def holder(self) -> str | None:
         # A bigint advisory key shows in pg_locks as classid (high half), objid (low half).
         row = self.database.execute_sql(
             "SELECT a.pid, a.application_name, a.client_addr, a.state FROM pg_locks l "
@@ -123,17 +130,17 @@ class _FileLock:
     #: Where the identity lock files go: one directory for every process of the machine.
     IDENTITY_DIRS = ("/run/lock", "/tmp")
 
-    def __init__(self, database):
+    def __init__(self, database: pw.Database) -> None:
         self.database = database
         name = database.database
         memory = name in ("", ":memory:") or name.startswith("file::memory:")
         self.real = None if memory else os.path.realpath(name)
-        self.paths = [] if memory else self._lock_paths(self.real)
-        self.fds = []
-        self.blocked = None
+        self.paths = [] if memory else self._lock_paths(self.real)  # type: ignore[arg-type]  # real: not memory
+        self.fds: list[int] = []
+        self.blocked: str | None = None
 
     @classmethod
-    def _lock_paths(cls, real):
+    def _lock_paths(cls, real: str) -> list[str]:
         paths = [f"{real}.migrate-lock"]
         try:
             identity = os.stat(real)
@@ -145,7 +152,7 @@ class _FileLock:
                 folder, f"bitloot-lite-migrate-{identity.st_dev}-{identity.st_ino}.lock"))
         return paths
 
-    def try_acquire(self):
+    def try_acquire(self) -> bool:
         import fcntl
 
         for path in self.paths:  # always in this order: no two processes wait on each other
@@ -163,20 +170,20 @@ class _FileLock:
             self.fds.append(fd)
         return True
 
-    def release(self, checkpoint=True):
+    def release(self, checkpoint: bool = True) -> None:
         if checkpoint and self.fds:
             self._checkpoint()
         while self.fds:
             os.close(self.fds.pop())  # closing the descriptor drops the flock
 
-    def _checkpoint(self):
+    def _checkpoint(self) -> None:
         try:
-            if os.stat(self.real).st_nlink > 1:
+            if os.stat(self.real).st_nlink > 1:  # type: ignore[arg-type]  # locked: a file
                 self.database.execute_sql("PRAGMA wal_checkpoint(FULL)")
         except Exception as exc:  # noqa: BLE001 - the lock must be released regardless
             logger.warning("could not checkpoint the WAL before releasing the lock: %s", exc)
 
-    def holder(self):
+    def holder(self) -> str | None:
         for path in [self.blocked] if self.blocked else self.paths:
             try:
                 with open(path, encoding="ascii") as handle:
@@ -188,7 +195,7 @@ class _FileLock:
         return None
 
 
-def _open_lock_file(path):
+def _open_lock_file(path: str) -> tuple[int, bool]:
     """(descriptor, writable) of lock file ``path``, created if missing.
 
     In a sticky world-writable directory (/tmp, /run/lock) another user's file
