@@ -219,7 +219,7 @@ def preview(database: pw.Database, to: str | None = None,
     router.previewing = True
     todo = router.todo
     to = None if to is None else router.resolve(to)
-    result = []
+    result: list[Preview] = []
     keys_off = SqliteForeignKeysOff(database) if is_sqlite(database) else contextlib.nullcontext()
     with (
         migration_lock(database, lock_timeout, on_wait),

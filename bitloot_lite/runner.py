@@ -80,6 +80,9 @@ class Router(_Router):
     - A missing or empty migrations folder is an error, not a folder created.
     """
 
+    if TYPE_CHECKING:  # a Database, or a DatabaseProxy bound to one (__init__ checks)
+        database: pw.Database
+
     def __init__(self, database: pw.Database, migrate_dir: StrPath | None = None,
                  ddl_lock_timeout: float | None = DDL_LOCK_TIMEOUT) -> None:
         if not isinstance(unwrap(database), pw.Database):
