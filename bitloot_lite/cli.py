@@ -855,5 +855,5 @@ def grants(database, where, migrations_dir, role, apply_them):
         _say(f"-- {len(statements)} statement(s) run on {where}")
 
 
-def main():
+def main() -> None:
     cli(prog_name="bitloot-lite")
