@@ -9,7 +9,7 @@ holds the transaction.
 import contextlib
 import io
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any
 
 import peewee as pw
@@ -130,7 +130,7 @@ def _copy_text(rows: Iterable[Sequence[Any]]) -> io.StringIO:
 
 
 @contextlib.contextmanager
-def deferred_indexes(database: pw.Database, tables: Sequence[str]) -> Iterator[None]:
+def deferred_indexes(database: pw.Database, tables: Collection[str]) -> Iterator[None]:
     """SQLite, inside the caller's transaction: the secondary indexes of ``tables`` are
     dropped for the block and made again after it, from their own CREATE statements.
 
