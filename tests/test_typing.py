@@ -49,10 +49,11 @@ def mypy_errors(tmp_path_factory):
     for line in stdout.splitlines():
         match = _ERROR.match(line)
         if match:
-            errors[Path(match["path"]).name].append(
+            errors.setdefault(Path(match["path"]).name, []).append(
                 (int(match["line"]), match["code"], match["text"]))
         else:
             assert ": note: " in line, line  # nothing but errors and their notes
+    assert set(errors) == {"good.py", "bad.py"}, errors  # none in bitloot_lite itself
     return errors
 
 
