@@ -45,9 +45,10 @@ check: $(STAMP) ## Compare the live database with the schema and the models
 test: $(STAMP) ## Run the tests on SQLite and PostgreSQL (PYTEST_ARGS=... to pass more)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP) ## Check the code with ruff
+lint: $(STAMP) ## Check the code with ruff and mypy --strict (setup.cfg's [mypy])
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check ruff
 	$(BIN)/ruff check bitloot_lite migrations tests bench
+	$(BIN)/mypy
 
 # The bench extra (SQLAlchemy, a contender) on top of the test install.
 $(BENCH_STAMP): $(STAMP) setup.cfg pyproject.toml

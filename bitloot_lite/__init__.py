@@ -1,5 +1,8 @@
 """bitloot-lite: the order and fulfilment data layer of BitLoot (peewee + peewee-migrate)."""
 
+from typing import TYPE_CHECKING, Any
+
+from ._typing import Amount, ItemDict, OrderStatusName, PaymentFields, PaymentStatusName
 from .db import connect, mask_url
 from .errors import (
     AdoptionError,
@@ -71,12 +74,16 @@ __version__ = "0.1.0"
 _MIGRATING = ("migrate", "pending", "rollback", "status")
 
 
-def __getattr__(name):
-    if name in _MIGRATING:
-        from . import migrating
+if TYPE_CHECKING:  # what the lazy __getattr__ below hands out, as checkers should see it
+    from .migrating import migrate, pending, rollback, status
+else:  # hidden from checkers, to whom any unknown name would then be Any, not an error
 
-        return getattr(migrating, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    def __getattr__(name: str) -> Any:
+        if name in _MIGRATING:
+            from . import migrating
+
+            return getattr(migrating, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "AdoptionError",
@@ -150,4 +157,10 @@ __all__ = [
     "set_status",
     "status",
     "unviewed_keys",
+    # Types for annotating scripts (issue 13).
+    "Amount",
+    "ItemDict",
+    "OrderStatusName",
+    "PaymentFields",
+    "PaymentStatusName",
 ]

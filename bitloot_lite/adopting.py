@@ -17,7 +17,12 @@ InitOrders made it without; see target.py): it is recognised, and
 Nothing here writes to the database: recording is the runner's job.
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
+import peewee as pw
 
 from .db import is_postgres
 from .errors import GRANT_READ, AdoptionError, NeedsBaseline, privilege_required
@@ -37,16 +42,16 @@ TYPEORM_TABLE = "migrations"
 TABLES = ("orders", "order_items", "payments", "webhook_logs", "keys")
 
 
-def _backend(database):
+def _backend(database: pw.Database) -> str:
     return "postgres" if is_postgres(database) else "sqlite"
 
 
-def _table_exists(database, table):
+def _table_exists(database: pw.Database, table: str) -> bool:
     # PostgreSQL: peewee reads the connection's current_schema(), as snapshot() does.
     return table in database.get_tables()
 
 
-def typeorm_history(database):
+def typeorm_history(database: pw.Database) -> list[str] | None:
     """The names in TypeORM's ``migrations`` table, ordered by id; None if there is none."""
     if not _table_exists(database, TYPEORM_TABLE):
         return None
@@ -55,7 +60,7 @@ def typeorm_history(database):
     return [name for (name,) in cursor.fetchall()]
 
 
-def recorded_history(database):
+def recorded_history(database: pw.Database) -> list[str]:
     """The names in our own history table, oldest first ([] when there is no such table)."""
     if not _table_exists(database, HISTORY_TABLE):
         return []
@@ -64,12 +69,13 @@ def recorded_history(database):
     return [name for (name,) in cursor.fetchall()]
 
 
-def existing_tables(database):
+def existing_tables(database: pw.Database) -> set[str]:
     """Which of bitloot-lite's tables exist in ``database``."""
     return set(database.get_tables()) & set(TABLES)
 
 
-def shape_differences(database, step, notes=None):
+def shape_differences(database: pw.Database, step: int,
+                      notes: list[str] | None = None) -> list[str]:
     """How the live schema differs from the one our first ``step`` migrations make.
 
     TypeORM's known extras (schema.KNOWN_EXTRAS: the UQ_ duplicate on payments,
@@ -79,10 +85,10 @@ def shape_differences(database, step, notes=None):
     return compare(snapshot(database), expected(_backend(database), step), notes)
 
 
-def matching_step(database, notes=None):
+def matching_step(database: pw.Database, notes: list[str] | None = None) -> int | None:
     """The number of our migrations whose schema the live one is (newest first), or None."""
     for step in range(STEPS, 0, -1):
-        found = []
+        found: list[str] = []
         if not shape_differences(database, step, found):
             if notes is not None:
                 notes.extend(found)
@@ -90,7 +96,7 @@ def matching_step(database, notes=None):
     return None
 
 
-def _prefix_length(names, migrations):
+def _prefix_length(names: list[str], migrations: list[tuple[str, str | None]]) -> int:
     """How many of ``migrations`` (name, upstream) the TypeORM ``names`` are; else raise."""
     upstream = [up for _name, up in migrations]
     listed = set(names)
@@ -117,7 +123,8 @@ def _prefix_length(names, migrations):
     )
 
 
-def adoption_plan(database, migrations, applied=None):
+def adoption_plan(database: pw.Database, migrations: Iterable[tuple[str, str | None]],
+                  applied: list[str] | None = None) -> list[str]:
     """Our migrations to record as applied because TypeORM's history says they were.
 
     ``migrations`` lists ours in order as (name, upstream TypeORM name).
@@ -148,7 +155,9 @@ def adoption_plan(database, migrations, applied=None):
     return adopted
 
 
-def require_history_or_empty(database, applied_names, migrations=None):
+def require_history_or_empty(database: pw.Database, applied_names: Iterable[str],
+                             migrations: Sequence[str | tuple[str, str | None]] | None = None,
+                             ) -> None:
     """Refuse a database whose tables no history accounts for (NeedsBaseline).
 
     Passes when there are none of our tables, or when ``applied_names`` (our
@@ -168,12 +177,12 @@ def require_history_or_empty(database, applied_names, migrations=None):
     raise NeedsBaseline(sorted(tables), suggestion)
 
 
-def baseline_check(database, step):
+def baseline_check(database: pw.Database, step: int) -> list[str]:
     """Raise AdoptionError unless the live schema is the one our first ``step`` migrations make.
 
     Run before recording migrations as applied without running them.
     """
-    notes = []
+    notes: list[str] = []
     differences = shape_differences(database, step, notes)
     if differences:
         raise AdoptionError(
@@ -193,7 +202,7 @@ class Fixup:
     sql: str
 
 
-def is_phase1(database, step):
+def is_phase1(database: pw.Database, step: int) -> bool:
     """Whether the live schema is the one upstream's Phase-1 migrations made at ``step``
     (order_items without quantity; TypeORM's known extras tolerated)."""
     if step < 1:
@@ -201,7 +210,7 @@ def is_phase1(database, step):
     return not compare(snapshot(database), expected_phase1(_backend(database), step), [])
 
 
-def adoption_fixups(database, step):
+def adoption_fixups(database: pw.Database, step: int) -> list[Fixup]:
     """What adopting a database at ``step`` must add before its migrations are recorded:
     order_items.quantity (integer NOT NULL DEFAULT 1, so every existing row gets 1) on a
     Phase-1 database; [] on any other."""

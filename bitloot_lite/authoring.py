@@ -5,14 +5,21 @@ Its number comes after every migration the runner sees; its text is
 ``auto``), or an empty migration in the same format to fill in by hand.
 """
 
+from __future__ import annotations
+
 import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import autogenerate, render
 from .errors import ConfigurationError, ValidationError
 from .runner import migration_files, user_migrations_dir
+
+if TYPE_CHECKING:
+    from ._typing import StrPath
+    from .autogenerate import Change
 
 __all__ = ["Written", "new_migration"]
 
@@ -27,11 +34,11 @@ class Written:
 
     name: str
     path: Path | None
-    changes: list
-    todo: list
+    changes: list[Change]
+    todo: list[str]
 
 
-def new_migration(slug: str, migrations_dir, *, auto: bool = False,
+def new_migration(slug: str, migrations_dir: StrPath | None, *, auto: bool = False,
                   models: str | None = None) -> Written:
     """Write migration ``NNN_<slug>.py`` into the user's folder: ``migrations_dir``, else
     $BITLOOT_MIGRATIONS_DIR.
@@ -62,7 +69,7 @@ def new_migration(slug: str, migrations_dir, *, auto: bool = False,
         text = render.migration(name, [])
     path = folder / f"{name}.py"
     path.write_text(text, encoding="utf-8")
-    scope = {}
+    scope: dict[str, Any] = {}
     exec(compile(text, str(path), "exec"), scope)  # what was written loads
     logger.info("wrote %s (%d change(s))", path, len(changes))
     return Written(name, path, changes, list(scope["TODO"]))

@@ -21,14 +21,20 @@ recorded as a TextField, and an EnumField as a CharField of its enum's width
 ``render.py`` turns the changes into a migration file.
 """
 
+from __future__ import annotations
+
 import contextlib
 import importlib
 import importlib.util
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import peewee as pw
+from peewee_migrate.migrator import ORM
 
 from . import schema
 from .errors import ModelsNotFound
@@ -36,7 +42,14 @@ from .models import MODELS, BaseModel
 from .replay import scratch_sqlite
 from .runner import Router
 
+if TYPE_CHECKING:
+    from ._typing import StrPath
+    from .schema import Snapshot
+
 __all__ = ["Change", "changes", "extended_models", "model_indexes", "models"]
+
+#: An index of a Change: (name or None, (column, ...), unique).
+Index = tuple["str | None", tuple[str, ...], bool]
 
 
 @dataclass(frozen=True)
@@ -48,10 +61,10 @@ class Change:
     kind: str
     table: str
     column: str | None = None
-    field: pw.Field | None = None
-    old: pw.Field | None = None
-    model: type | None = None
-    index: tuple | None = None  # (name or None, (column, ...), unique)
+    field: pw.Field[Any] | None = None
+    old: pw.Field[Any] | None = None
+    model: type[pw.Model] | None = None
+    index: Index | None = None  # (name or None, (column, ...), unique)
     #: SQLite's stored text of the column (alter, drop column: a rebuild replaces it)
     #: or of the table (drop table: its rollback makes it again).
     definition: str | None = None
@@ -60,7 +73,7 @@ class Change:
         if self.kind in ("add_table", "drop_table"):
             return f"{self.kind.replace('_', ' ')} {self.table}"
         if self.kind in ("add_index", "drop_index", "change_index"):
-            name, columns, unique = self.index
+            name, columns, unique = self.index  # type: ignore[misc]  # an index change: one
             what = "unique index" if unique else "index"
             if self.kind == "change_index":
                 what = f"index to {'unique' if unique else 'not unique'}"
@@ -75,7 +88,7 @@ class Change:
 # -- the user's models --------------------------------------------------------------------
 
 
-def _import(spec):
+def _import(spec: str) -> ModuleType:
     if spec.endswith(".py") or "/" in spec:
         path = Path(spec)
         name = f"bitloot_user_models_{abs(hash(str(path.resolve())))}"
@@ -84,15 +97,15 @@ def _import(spec):
             raise ModelsNotFound(spec, "no such file")
         module = importlib.util.module_from_spec(loader)
         sys.modules[name] = module
-        loader.loader.exec_module(module)
+        loader.loader.exec_module(module)  # type: ignore[union-attr]
         return module
     return importlib.import_module(spec)
 
 
-def models(spec: str | None) -> list:
+def models(spec: str | None) -> list[type[pw.Model]]:
     """bitloot-lite's models, plus those of the module ``spec`` (a dotted name or a .py
     file: its pw.Model classes, or its ``MODELS`` if it has one), parents first."""
-    found = list(MODELS)
+    found: list[type[pw.Model]] = list(MODELS)
     if not spec:
         return found
     try:
@@ -116,7 +129,7 @@ def models(spec: str | None) -> list:
 
 
 @contextlib.contextmanager
-def extended_models(spec: str | None):
+def extended_models(spec: str | None) -> Iterator[list[type[pw.Model]]]:
     """``models(spec)`` for the block; the shipped models are restored after it, so
     that a module that extends them (``Order._meta.add_field``) leaves no trace."""
     saved = {model: (dict(model._meta.fields), list(model._meta.indexes),
@@ -141,8 +154,9 @@ def extended_models(spec: str | None):
 # -- comparing ----------------------------------------------------------------------------
 
 
-def model_indexes(model: type) -> dict:
+def model_indexes(model: type[pw.Model]) -> dict[tuple[str, ...], bool]:
     """{(column, ...): unique} of the indexes ``model`` declares (primary key aside)."""
+    found: dict[tuple[str, ...], bool]
     meta, found = model._meta, {}
     for field in meta.sorted_fields:
         if field is meta.primary_key:
@@ -161,7 +175,7 @@ def model_indexes(model: type) -> dict:
     return found
 
 
-def _kind(field):
+def _kind(field: pw.Field[Any]) -> tuple[str, Any]:
     """What the type comparison looks at: (family, size)."""
     if isinstance(field, pw.ForeignKeyField):
         return _kind(field.rel_field)
@@ -172,18 +186,18 @@ def _kind(field):
         return ("ENUM", None)
     size = getattr(field, "max_length", None) if family == "VARCHAR" else None
     if family == "DECIMAL":
-        size = (field.max_digits, field.decimal_places)
+        size = (field.max_digits, field.decimal_places)  # type: ignore[attr-defined]
     return (family, size)
 
 
-def _same_type(model_field, state_field):
+def _same_type(model_field: pw.Field[Any], state_field: pw.Field[Any]) -> bool:
     have, want = _kind(state_field), _kind(model_field)
     if want[0] == "ENUM":
         return have[0] in ("VARCHAR", "ENUM")
     return have == want
 
 
-def _spec(field):
+def _spec(field: Any) -> str:  # a Field (alter_column's old and field are both set)
     family, size = _kind(field)
     if isinstance(size, tuple):
         size = ",".join(map(str, size))
@@ -191,7 +205,8 @@ def _spec(field):
     return f"{family.lower()}{size} {'NULL' if field.null else 'NOT NULL'}"
 
 
-def state(migrations_dir=None, names=None):
+def state(migrations_dir: StrPath | None = None, names: Iterable[str] | None = None,
+          ) -> tuple[ORM, Snapshot, dict[str, dict[str | None, str]]]:
     """(orm, snapshot, {table: {column: definition, None: CREATE TABLE}}): the model
     state, the SQLite schema and the stored text of each table and column after
     migrations ``names`` (default: all), replayed on a scratch database."""
@@ -205,7 +220,7 @@ def state(migrations_dir=None, names=None):
                 {table: {**column_definitions(sql), None: sql} for table, sql in creates})
 
 
-def column_definitions(create: str) -> dict:
+def column_definitions(create: str) -> dict[str | None, str]:
     """{column: its definition, as written} of a CREATE TABLE text (constraints left out)."""
     body = create[create.index("(") + 1:create.rindex(")")]
     parts, depth, quote, start = [], 0, None, 0
@@ -222,14 +237,15 @@ def column_definitions(create: str) -> dict:
             parts.append(body[start:i])
             start = i + 1
     parts.append(body[start:])
-    found = {}
+    found: dict[str | None, str] = {}
     for part in (p.strip() for p in parts):
         if part[:1] == '"':
             found[part[1:part.index('"', 1)]] = part
     return found
 
 
-def changes(all_models: list, migrations_dir=None, names=None) -> list:
+def changes(all_models: Iterable[type[pw.Model]], migrations_dir: StrPath | None = None,
+            names: Iterable[str] | None = None) -> list[Change]:
     """The changes that would bring the migrations' state to ``all_models``, in the
     order a migration makes them: new tables, columns, type changes, indexes; then
     the index, column and table drops. The replay is on SQLite whatever the
@@ -280,7 +296,8 @@ def changes(all_models: list, migrations_dir=None, names=None) -> list:
     return adds + drops
 
 
-def _physical_indexes(table):
+def _physical_indexes(table: dict[str, Any] | None) -> dict[tuple[str, ...],
+                      tuple[str | None, bool]]:
     """{(column, ...): (name, unique)} of a snapshot table's indexes and UNIQUE constraints."""
     if table is None:
         return {}

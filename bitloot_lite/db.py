@@ -6,6 +6,8 @@ import os
 import select
 import socket
 import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import peewee as pw
@@ -17,6 +19,7 @@ except ImportError:  # pragma: no cover - psycopg2-binary is a dependency
 
 from .errors import (
     SQLITE_FULL,
+    BitlootError,
     DatabaseFull,
     DatabaseNotFound,
     DatabaseUnavailable,
@@ -24,8 +27,11 @@ from .errors import (
     StorageError,
     TransactionLost,
 )
-from .urls import SECRET_PARAMETERS, mask_url, redact, unclear, url_secrets  # noqa: F401
+from .urls import SECRET_PARAMETERS, redact, unclear, url_secrets  # noqa: F401
+from .urls import mask_url as mask_url  # re-exported: bitloot_lite.mask_url
 from .urls import scrub as _scrub
+
+T = TypeVar("T")
 
 logger = logging.getLogger("bitloot_lite")
 logger.addHandler(logging.NullHandler())
@@ -147,12 +153,12 @@ class PostgresqlDatabase(pw.PostgresqlDatabase):
     def begin(self, *args, **kwargs):
         return self.reconnecting(super().begin, *args, repeatable=True, **kwargs)
 
-    def rollback(self):
+    def rollback(self) -> None:
         if self.connection_lost():
             return  # the server rolled the transaction back when the connection died
         super().rollback()
 
-    def connection_lost(self):
+    def connection_lost(self) -> bool:
         """Whether this thread's connection was open and the server has closed it."""
         connection = None if self._state.closed else self._state.conn
         return bool(connection is not None and getattr(connection, "closed", 0))
@@ -212,7 +218,7 @@ class PostgresqlDatabase(pw.PostgresqlDatabase):
         self.connect()
 
     @contextlib.contextmanager
-    def pinned(self):
+    def pinned(self) -> Iterator[None]:
         """For the block, a lost connection is an error, never a silent reconnect."""
         state = self._state
         saved = getattr(state, "bitloot_no_retry", 0)
@@ -238,7 +244,10 @@ class SqliteDatabase(pw.SqliteDatabase):
     rolling back what is already gone is a no-op.
     """
 
-    def transaction_lost(self):
+    if TYPE_CHECKING:  # peewee's per-thread state, which its stubs leave out
+        _state: Any
+
+    def transaction_lost(self) -> bool:
         """Whether peewee holds a transaction open that SQLite has rolled back."""
         state = self._state
         if (state.closed or not state.transactions or state.conn.in_transaction
@@ -247,17 +256,17 @@ class SqliteDatabase(pw.SqliteDatabase):
         # manual_commit() blocks hold no transaction by design.
         return not any(isinstance(block, pw._manual) for block in state.transactions)
 
-    def note_lost(self, exc):
+    def note_lost(self, exc: BaseException) -> None:
         """Remember the error that made SQLite roll back, for the later TransactionLost."""
         state = self._state
         if self.transaction_lost() and getattr(state, "bitloot_lost_cause", None) is None:
             lines = str(exc).strip().splitlines()
             state.bitloot_lost_cause = lines[0] if lines else type(exc).__name__
 
-    def _lost(self, operation):
+    def _lost(self, operation: str) -> TransactionLost:
         return TransactionLost(operation, getattr(self._state, "bitloot_lost_cause", None))
 
-    def begin(self, *args, **kwargs):
+    def begin(self, *args: Any, **kwargs: Any) -> Any:
         # A BEGIN starts afresh; peewee's transaction.commit() and rollback() inside
         # a block send it with the block still on the stack (its cursor is let through).
         state = self._state
@@ -267,29 +276,29 @@ class SqliteDatabase(pw.SqliteDatabase):
         finally:
             state.bitloot_beginning = False
 
-    def cursor(self, named_cursor=None):
+    def cursor(self, named_cursor: Any = None) -> Any:
         # Every statement, ours (statements._execute) and peewee's, takes a cursor here.
         if self.transaction_lost():
             raise self._lost("a statement")
-        return super().cursor(named_cursor)
+        return super().cursor(named_cursor)  # type: ignore[no-untyped-call]
 
-    def execute_sql(self, sql, params=None):
+    def execute_sql(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         if self.transaction_lost() and sql.lstrip().upper().startswith("ROLLBACK TO"):
             return pw.SqliteDatabase.cursor(self)  # the savepoint went with the transaction
         try:
-            return super().execute_sql(sql, params)
+            return super().execute_sql(sql, params)  # type: ignore[no-untyped-call]
         except _CONNECTION_ERRORS as exc:
             self.note_lost(exc)
             raise
 
-    def commit(self):
+    def commit(self) -> Any:
         # peewee pops its transaction off the stack before it commits, so this
         # asks SQLite alone: no transaction to commit means it was rolled back.
         if not self._state.closed and not self._state.conn.in_transaction:
             raise self._lost("commit")
         # A full disk often shows only here, when the WAL is written. peewee
         # rolls back after a failed commit and re-raises: a BitlootError, then.
-        error = None
+        error: BitlootError | None = None
         try:
             return super().commit()
         except pw.DatabaseError as exc:
@@ -300,13 +309,13 @@ class SqliteDatabase(pw.SqliteDatabase):
                                   else type(original).__name__))
         raise error
 
-    def rollback(self):
+    def rollback(self) -> None:
         if not self._state.closed and not self._state.conn.in_transaction:
             return  # SQLite has rolled it back already
         return super().rollback()
 
 
-def sqlite_full(exc):
+def sqlite_full(exc: BaseException) -> bool:
     """Whether ``exc`` (a driver error, or peewee's wrapping one) is SQLITE_FULL: the
     disk, or SQLite's max_page_count, is full."""
     for error in (exc, exc.args[0] if exc.args else None):
@@ -366,25 +375,25 @@ def _multi_host_database(url):
     return PostgresqlDatabase(name, dsn=dsn)
 
 
-def resolve_url(url=None):
+def resolve_url(url: str | None = None) -> str:
     """The URL to use: ``url``, else $DATABASE_URL, else the default SQLite file."""
     return url or os.environ.get("DATABASE_URL") or DEFAULT_URL
 
 
-def is_postgres(database):
+def is_postgres(database: object) -> bool:
     return isinstance(unwrap(database), pw.PostgresqlDatabase)
 
 
-def is_sqlite(database):
+def is_sqlite(database: object) -> bool:
     return isinstance(unwrap(database), pw.SqliteDatabase)
 
 
-def unwrap(database):
+def unwrap(database: object) -> Any:
     """The Database a DatabaseProxy is bound to (None if unbound); any other value as is."""
     return database.obj if isinstance(database, pw.DatabaseProxy) else database
 
 
-def driver_error(exc):
+def driver_error(exc: BaseException) -> BaseException:
     """The driver's exception behind ``exc``: peewee keeps it as ``orig``."""
     original = getattr(exc, "orig", None)
     if isinstance(original, BaseException):
@@ -392,7 +401,7 @@ def driver_error(exc):
     return exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
 
 
-def open_database(url=None, *, must_exist=False):
+def open_database(url: str | None = None, *, must_exist: bool = False) -> pw.Database:
     """Open (and test) the database at ``url`` without binding the models to it.
 
     ``must_exist``: a SQLite file that is not there is an error (DatabaseNotFound)
@@ -410,7 +419,7 @@ def open_database(url=None, *, must_exist=False):
     # Each error is raised after its except block: ``raise ... from None`` only hides
     # __context__ from tracebacks, and the driver's exception (whose text may hold the
     # raw URL, password included) would still hang off ours.
-    error = None
+    error: BitlootError | None = None
     try:
         from playhouse import db_url  # here, not at import: it loads every pool class
 
@@ -471,7 +480,8 @@ def _check_sqlite_file(url, masked, database, must_exist):
         raise DatabaseNotFound(masked, os.path.abspath(path))
 
 
-def connect(url=None, replica=None, *, max_replica_lag=None):
+def connect(url: str | None = None, replica: str | None = None, *,
+            max_replica_lag: float | None = None) -> pw.Database:
     """Open the database at ``url`` and bind every model to it; returns the Database.
 
     ``replica``: the URL of a read replica of that database (PostgreSQL): the
@@ -496,19 +506,20 @@ def connect(url=None, replica=None, *, max_replica_lag=None):
 
 
 @contextlib.contextmanager
-def recording(database):
+def recording(database: pw.Database) -> Iterator[list[tuple[str, tuple[Any, ...]]]]:
     """Record (sql, params) of every statement ``database`` runs in the block.
 
     The SQL preview uses it, and the tests count queries with it.
     """
     statements = []
-    original = database.execute_sql
+    original: Callable[..., Any] = database.execute_sql
 
-    def execute_sql(sql, params=None, *args, **kwargs):
+    def execute_sql(sql: str, params: Sequence[Any] | None = None, *args: Any,
+                    **kwargs: Any) -> Any:
         statements.append((sql, tuple(params or ())))
         return original(sql, params, *args, **kwargs)
 
-    database.execute_sql = execute_sql
+    database.execute_sql = execute_sql  # type: ignore[method-assign]
     try:
         yield statements
     finally:

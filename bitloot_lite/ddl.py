@@ -7,10 +7,14 @@ a migration file never imports bitloot_lite, so the state is recorded with
 peewee's own fields (a JSONField as a TextField, as 002 and 003 do).
 """
 
+from __future__ import annotations
+
 import datetime as dt
 import decimal
 import enum
 import uuid
+from collections.abc import Iterable
+from typing import Any
 
 import peewee as pw
 
@@ -31,7 +35,7 @@ _TYPES = {"VARCHAR": ("varchar", "VARCHAR"), "TEXT": ("text", "TEXT"),
           "DECIMAL": ("numeric", "NUMERIC")}
 
 
-def sql_type(field: pw.Field, backend: str) -> str | None:
+def sql_type(field: pw.Field[Any], backend: str) -> str | None:
     """The column type the migrations use for ``field`` on ``backend``; None if unknown."""
     if isinstance(field, pw.ForeignKeyField):
         return sql_type(field.rel_field, backend)
@@ -42,13 +46,13 @@ def sql_type(field: pw.Field, backend: str) -> str | None:
         return None
     name = names[backend == "sqlite"]
     if field.field_type == "VARCHAR":
-        return f"{name}({field.max_length})"
+        return f"{name}({field.max_length})"  # type: ignore[attr-defined]  # a CharField
     if field.field_type == "DECIMAL":
-        return f"{name}({field.max_digits},{field.decimal_places})"
+        return f"{name}({field.max_digits},{field.decimal_places})"  # type: ignore[attr-defined]
     return name
 
 
-def default_sql(field, backend):
+def default_sql(field: pw.Field[Any], backend: str) -> tuple[str | None, bool]:
     """(SQL default or None, whether it is an expression rather than a constant)."""
     value = field.default
     if value is None:
@@ -71,11 +75,11 @@ def default_sql(field, backend):
     return None, False
 
 
-def quote(name):
+def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def column_sql(field: pw.Field, backend: str, *, table: str | None = None) -> str | None:
+def column_sql(field: pw.Field[Any], backend: str, *, table: str | None = None) -> str | None:
     """The column definition of ``field`` (its foreign key inline, named
     ``FK_<table>_<column>``); None if its type is unknown."""
     type_ = sql_type(field, backend)
@@ -101,7 +105,7 @@ def column_sql(field: pw.Field, backend: str, *, table: str | None = None) -> st
     return " ".join(parts)
 
 
-def index_name(table, columns):
+def index_name(table: str, columns: Iterable[str]) -> str:
     return f"IDX_{table}_{'_'.join(columns)}"
 
 
@@ -111,7 +115,7 @@ _PLAIN = {"JSON": "TextField", "DATETIME": "DateTimeField", "DECIMAL": "DecimalF
           "UUID": "UUIDField"}
 
 
-def field_code(field: pw.Field, *, with_index: bool = True) -> str | None:
+def field_code(field: pw.Field[Any], *, with_index: bool = True) -> str | None:
     """``pw.XField(...)`` recording ``field`` in the model state (plain peewee: a
     migration never imports bitloot_lite); None if it cannot be said."""
     if isinstance(field, pw.ForeignKeyField):
@@ -128,9 +132,9 @@ def field_code(field: pw.Field, *, with_index: bool = True) -> str | None:
         args += [f"{key}={getattr(field, key)!r}" for key in ("on_delete", "on_update")
                  if getattr(field, key)]
     if cls == "CharField":
-        args.append(f"max_length={field.max_length}")
+        args.append(f"max_length={field.max_length}")  # type: ignore[attr-defined]
     if cls == "DecimalField":
-        args += [f"max_digits={field.max_digits}", f"decimal_places={field.decimal_places}"]
+        args += [f"max_digits={field.max_digits}", f"decimal_places={field.decimal_places}"]  # type: ignore[attr-defined]
     if field.primary_key:
         args.append("primary_key=True")
     if field.null:
@@ -153,7 +157,7 @@ def field_code(field: pw.Field, *, with_index: bool = True) -> str | None:
     return f"pw.{cls}({', '.join(args)})"
 
 
-def model_code(model, class_name, indent="    "):
+def model_code(model: type[pw.Model], class_name: str, indent: str = "    ") -> str | None:
     """A model class recording ``model``'s table in the state, or None."""
     lines = [f"{indent}class {class_name}(pw.Model):"]
     for field in model._meta.sorted_fields:

@@ -1,6 +1,15 @@
 """The exception tree: every error bitloot-lite raises is a BitlootError."""
 
+from __future__ import annotations
+
 import contextlib
+import os
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:  # models imports db, which imports this module: for checkers only
+    from .models import OrderStatus, PaymentStatus
 
 
 class BitlootError(Exception):
@@ -17,7 +26,7 @@ class InvalidDatabaseURL(ConfigurationError):
     ``url`` is the masked URL: it never holds the password.
     """
 
-    def __init__(self, url, reason):
+    def __init__(self, url: str, reason: str) -> None:
         self.url = url
         self.reason = reason
         super().__init__(f"invalid database URL {url}: {reason}")
@@ -26,7 +35,7 @@ class InvalidDatabaseURL(ConfigurationError):
 class DatabaseUnavailable(BitlootError):
     """The database named by ``url`` (masked) could not be reached or opened."""
 
-    def __init__(self, url, reason):
+    def __init__(self, url: str, reason: str) -> None:
         self.url = url
         self.reason = reason
         super().__init__(f"cannot connect to {url}: {reason}")
@@ -39,7 +48,7 @@ class MigrationError(BitlootError):
 class MigrationsNotFound(MigrationError):
     """The migrations folder does not exist or holds no migration."""
 
-    def __init__(self, path):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = path
         super().__init__(f"no migrations found in {path}")
 
@@ -47,7 +56,7 @@ class MigrationsNotFound(MigrationError):
 class UnknownMigration(MigrationError):
     """A migration name was given that is not in the migrations folder."""
 
-    def __init__(self, name, known=()):
+    def __init__(self, name: str, known: Iterable[str] = ()) -> None:
         self.name = name
         self.known = list(known)
         hint = f" (known: {', '.join(self.known)})" if self.known else ""
@@ -57,7 +66,7 @@ class UnknownMigration(MigrationError):
 class NothingToRollback(MigrationError):
     """A rollback was asked for more migrations than are applied."""
 
-    def __init__(self, requested, applied):
+    def __init__(self, requested: int, applied: int) -> None:
         self.requested = requested
         self.applied = applied
         super().__init__(
@@ -68,7 +77,7 @@ class NothingToRollback(MigrationError):
 class LockTimeout(MigrationError):
     """Another process held the migration lock for longer than ``seconds``."""
 
-    def __init__(self, seconds, holder=None):
+    def __init__(self, seconds: float, holder: str | None = None) -> None:
         self.seconds = seconds
         self.holder = holder
         by = f" (held by {holder})" if holder else ""
@@ -78,7 +87,7 @@ class LockTimeout(MigrationError):
 class EditedMigration(MigrationError):
     """Applied migrations whose files changed since; ``names`` lists them."""
 
-    def __init__(self, names):
+    def __init__(self, names: Iterable[str]) -> None:
         self.names = list(names)
         super().__init__(
             f"applied migration(s) edited since they were applied: {', '.join(self.names)}; "
@@ -90,7 +99,7 @@ class EditedMigration(MigrationError):
 class OutOfOrder(MigrationError):
     """Pending migrations older than the newest applied one; ``names`` lists them."""
 
-    def __init__(self, names, newest):
+    def __init__(self, names: Iterable[str], newest: str) -> None:
         self.names = list(names)
         self.newest = newest
         super().__init__(
@@ -106,7 +115,7 @@ class AdoptionError(MigrationError):
     empty when the reason is its history, not its shape).
     """
 
-    def __init__(self, reason, differences=()):
+    def __init__(self, reason: str, differences: Iterable[str] = ()) -> None:
         self.reason = reason
         self.differences = list(differences)
         listed = "".join(f"\n  - {line}" for line in self.differences)
@@ -116,7 +125,7 @@ class AdoptionError(MigrationError):
 class NeedsBaseline(MigrationError):
     """bitloot-lite's ``tables`` exist, but no migration history accounts for them."""
 
-    def __init__(self, tables, suggestion=None):
+    def __init__(self, tables: Iterable[str], suggestion: str | None = None) -> None:
         self.tables = list(tables)
         self.suggestion = suggestion
         name = suggestion or "004_orders_status_enum"
@@ -138,7 +147,7 @@ SQLITE_LOCKED = ("database is locked", "database table is locked")
 class MigrationFailed(MigrationError):
     """Applying or rolling back ``name`` failed; its transaction was undone."""
 
-    def __init__(self, name, direction, cause):
+    def __init__(self, name: str, direction: str, cause: BaseException | str) -> None:
         self.name = name
         self.direction = direction
         self.cause = cause
@@ -167,7 +176,7 @@ class ValidationError(BitlootError, ValueError):
     ``value`` is the offending value; it is kept out of the message, which may be logged.
     """
 
-    def __init__(self, field, value, reason):
+    def __init__(self, field: str, value: object, reason: str) -> None:
         self.field = field
         self.value = value
         self.reason = reason
@@ -177,7 +186,7 @@ class ValidationError(BitlootError, ValueError):
 class NotFound(BitlootError, LookupError):
     """No ``model`` (a model name, e.g. "Order") has the id or key ``key``."""
 
-    def __init__(self, model, key):
+    def __init__(self, model: str, key: uuid.UUID | str) -> None:
         self.model = model
         self.key = key
         super().__init__(f"no {model} {key}")
@@ -190,7 +199,8 @@ class ConflictError(BitlootError):
 class InvalidTransition(ConflictError):
     """Order ``order_id`` cannot move from ``current`` to ``requested``."""
 
-    def __init__(self, order_id, current, requested, detail=None):
+    def __init__(self, order_id: uuid.UUID, current: OrderStatus | PaymentStatus,
+                 requested: OrderStatus | PaymentStatus | str, detail: str | None = None) -> None:
         self.order_id = order_id
         self.current = current
         self.requested = requested
@@ -203,7 +213,7 @@ class InvalidTransition(ConflictError):
 class KeysMissing(InvalidTransition):
     """Order ``order_id`` cannot be fulfilled: its items still lack ``missing`` keys."""
 
-    def __init__(self, order_id, current, missing):
+    def __init__(self, order_id: uuid.UUID, current: OrderStatus, missing: int) -> None:
         self.missing = missing
         super().__init__(order_id, current, "fulfilled", f"{missing} key(s) still missing")
 
@@ -212,7 +222,8 @@ class InvalidPaymentTransition(InvalidTransition):
     """Payment ``external_id`` (of order ``order_id``) cannot move from ``current`` to
     ``requested``."""
 
-    def __init__(self, external_id, order_id, current, requested):
+    def __init__(self, external_id: str, order_id: uuid.UUID, current: PaymentStatus,
+                 requested: PaymentStatus) -> None:
         self.external_id = external_id
         self.order_id = order_id
         self.current = current
@@ -226,7 +237,7 @@ class InvalidPaymentTransition(InvalidTransition):
 class OrderNotPaid(ConflictError):
     """Order ``order_id`` has status ``status``; the operation needs a paid order."""
 
-    def __init__(self, order_id, status):
+    def __init__(self, order_id: uuid.UUID, status: OrderStatus) -> None:
         self.order_id = order_id
         self.status = status
         super().__init__(f"order {order_id} is {_value(status)}, not paid")
@@ -239,7 +250,8 @@ class ReservationConflict(ConflictError):
     ``other_order_id`` already holds ``requested``.
     """
 
-    def __init__(self, order_id, requested, current=None, other_order_id=None):
+    def __init__(self, order_id: uuid.UUID, requested: str, current: str | None = None,
+                 other_order_id: uuid.UUID | None = None) -> None:
         self.order_id = order_id
         self.requested = requested
         self.current = current
@@ -255,7 +267,8 @@ class TooManyKeys(ConflictError):
     """Item ``order_item_id`` has ``quantity`` units and ``existing`` keys: ``requested``
     more do not fit."""
 
-    def __init__(self, order_item_id, quantity, existing, requested):
+    def __init__(self, order_item_id: uuid.UUID, quantity: int, existing: int,
+                 requested: int) -> None:
         self.order_item_id = order_item_id
         self.quantity = quantity
         self.existing = existing
@@ -271,7 +284,7 @@ class DuplicateKeys(ConflictError):
     ``order_item_id`` cannot get them: one reference is one encrypted key, and two rows
     would sell it twice. Nothing was written."""
 
-    def __init__(self, order_item_id, refs):
+    def __init__(self, order_item_id: uuid.UUID, refs: Iterable[str]) -> None:
         self.order_item_id = order_item_id
         self.refs = list(refs)
         shown = ", ".join(repr(ref) for ref in self.refs[:5])
@@ -285,7 +298,7 @@ class DuplicateKeys(ConflictError):
 class PaymentConflict(ConflictError):
     """Payment ``external_id`` belongs to order ``other_order_id``, not ``order_id``."""
 
-    def __init__(self, external_id, order_id, other_order_id):
+    def __init__(self, external_id: str, order_id: uuid.UUID, other_order_id: uuid.UUID) -> None:
         self.external_id = external_id
         self.order_id = order_id
         self.other_order_id = other_order_id
@@ -301,7 +314,7 @@ class StorageError(BitlootError):
     may quote the data. Connection problems are ``DatabaseUnavailable`` at connect.
     """
 
-    def __init__(self, operation, reason):
+    def __init__(self, operation: str, reason: str) -> None:
         self.operation = operation
         self.reason = reason
         super().__init__(f"{operation} failed in the database: {reason}")
@@ -322,7 +335,7 @@ class DatabaseBusy(StorageError):
     transaction.
     """
 
-    def __init__(self, operation, seconds=None, at_once=False):
+    def __init__(self, operation: str, seconds: float | None = None, at_once: bool = False) -> None:
         self.seconds = seconds
         self.at_once = at_once
         if at_once:
@@ -339,7 +352,7 @@ class DatabaseBusy(StorageError):
         super().__init__(operation, reason)
 
 
-def _value(status):
+def _value(status: object) -> object:
     return getattr(status, "value", status)
 
 
@@ -358,7 +371,7 @@ class DatabaseFull(StorageError):
     fails leaves nothing committed); nothing of it is committed.
     """
 
-    def __init__(self, operation, transaction_lost=False):
+    def __init__(self, operation: str, transaction_lost: bool = False) -> None:
         self.transaction_lost = transaction_lost
         advice = ("; the whole enclosing transaction was rolled back: nothing in it was "
                   "committed, retry all of it once there is space" if transaction_lost
@@ -375,7 +388,7 @@ class TransactionLost(StorageError):
     instead of running in autocommit mode: nothing of the block is committed.
     """
 
-    def __init__(self, operation, cause=None):
+    def __init__(self, operation: str, cause: str | None = None) -> None:
         self.cause = cause
         after = f" after an error ({cause})" if cause else " after an earlier error"
         super().__init__(operation, f"SQLite rolled back the enclosing transaction{after}: "
@@ -394,7 +407,7 @@ class InvalidMigrationFiles(MigrationError):
     a name colliding with a shipped migration, numbered before the shipped ones).
     """
 
-    def __init__(self, problems):
+    def __init__(self, problems: Iterable[str]) -> None:
         self.problems = list(problems)
         listed = "".join(f"\n  - {line}" for line in self.problems)
         super().__init__(f"{len(self.problems)} problem(s) with the migration files, "
@@ -407,7 +420,8 @@ class InvalidMigration(MigrationError):
     Raised before anything is applied or recorded.
     """
 
-    def __init__(self, name, path, reason, line=None):
+    def __init__(self, name: str, path: str | os.PathLike[str], reason: str,
+                 line: int | None = None) -> None:
         self.name = name
         self.path = path
         self.reason = reason
@@ -423,7 +437,7 @@ class IrreversibleMigration(MigrationError):
     with ``ROLLBACK = "noop"``.
     """
 
-    def __init__(self, name, path=None):
+    def __init__(self, name: str, path: str | os.PathLike[str] | None = None) -> None:
         self.name = name
         self.path = path
         super().__init__(
@@ -440,7 +454,7 @@ class DatabaseNotEmpty(BitlootError):
     """A command that fills a database found rows in ``table`` and would not mix them
     with its own (the demo: ``append=True``; a copy: ``replace=True``)."""
 
-    def __init__(self, table, hint="append to it knowingly (--append)"):
+    def __init__(self, table: str, hint: str = "append to it knowingly (--append)") -> None:
         self.table = table
         super().__init__(f"the database is not empty ({table} has rows): {hint}")
 
@@ -448,7 +462,7 @@ class DatabaseNotEmpty(BitlootError):
 class NotMigrated(MigrationError):
     """The database has pending migrations (``pending``, in order): migrate it first."""
 
-    def __init__(self, pending):
+    def __init__(self, pending: Sequence[str]) -> None:
         self.pending = list(pending)
         super().__init__(f"the database is not migrated ({len(self.pending)} pending, first "
                          f"{self.pending[0]}): run `bitloot-lite migrate` first")
@@ -458,7 +472,7 @@ class SourceAhead(MigrationError):
     """The source database has migrations applied that this version does not know
     (``unknown``): copying it would lose or mangle what they changed."""
 
-    def __init__(self, unknown):
+    def __init__(self, unknown: Iterable[str]) -> None:
         self.unknown = list(unknown)
         super().__init__(f"the source has migrations this version does not know "
                          f"({', '.join(self.unknown)}): upgrade bitloot-lite first")
@@ -468,7 +482,7 @@ class CopyMismatch(BitlootError):
     """After a copy, ``table`` differs between source and destination (``source`` and
     ``destination``: (rows, checksum) of each side)."""
 
-    def __init__(self, table, source, destination):
+    def __init__(self, table: str, source: tuple[int, str], destination: tuple[int, str]) -> None:
         self.table = table
         self.source = source
         self.destination = destination
@@ -484,7 +498,7 @@ class ScratchUnavailable(MigrationError):
     """The scratch database ``name`` that ``check`` replays the migrations on could not be
     made (``reason``): on PostgreSQL the role needs the CREATEDB privilege."""
 
-    def __init__(self, name, reason):
+    def __init__(self, name: str, reason: str) -> None:
         self.name = name
         self.reason = reason
         super().__init__(f"cannot create the scratch database {name} that check replays the "
@@ -494,7 +508,7 @@ class ScratchUnavailable(MigrationError):
 class ModelsNotFound(ConfigurationError):
     """``--models MODULE`` could not be imported (``reason``: the first line of the error)."""
 
-    def __init__(self, module, reason):
+    def __init__(self, module: str, reason: str) -> None:
         self.module = module
         self.reason = reason
         super().__init__(f"cannot import the models module {module!r}: {reason}")
@@ -503,7 +517,7 @@ class ModelsNotFound(ConfigurationError):
 class LinterUnavailable(ConfigurationError):
     """squawk (PyPI squawk-cli, the ``lint`` extra) is not installed."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__("squawk is not installed: pip install 'bitloot-lite[lint]' "
                          "(PyPI squawk-cli)")
 
@@ -511,7 +525,7 @@ class LinterUnavailable(ConfigurationError):
 class LinterFailed(MigrationError):
     """squawk ran but failed (``reason``: the first line of its error)."""
 
-    def __init__(self, reason):
+    def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(f"squawk failed: {reason}")
 
@@ -573,7 +587,7 @@ def sqlstate(exc: BaseException) -> str | None:
                   exc.__context__):
         code = getattr(error, "pgcode", None)
         if code:
-            return code
+            return cast(str, code)
     return None
 
 

@@ -2,20 +2,23 @@
 
 import datetime as dt
 import decimal
+import enum as _enum
 import json
 import uuid
+from typing import Any
 
 import peewee as pw
 
+from ._typing import Typed, V
 from .db import is_postgres
 
 
-def utcnow():
+def utcnow() -> dt.datetime:
     """The current time as an aware UTC datetime."""
     return dt.datetime.now(dt.timezone.utc)
 
 
-class UUIDField(pw.UUIDField):
+class UUIDField(Typed[V], pw.UUIDField):
     """A UUID stored in its canonical dashed form (uuid on PostgreSQL, text on SQLite).
 
     peewee's own UUIDField writes 32 hex digits on SQLite, which would not
@@ -24,7 +27,7 @@ class UUIDField(pw.UUIDField):
 
     field_type = "UUID"
 
-    def db_value(self, value):
+    def db_value(self, value: Any) -> Any:
         if value is None or isinstance(value, pw.Node):
             return value
         if not isinstance(value, uuid.UUID):
@@ -32,26 +35,26 @@ class UUIDField(pw.UUIDField):
         return str(value)
 
 
-class UTCDateTimeField(pw.DateTimeField):
+class UTCDateTimeField(Typed[V], pw.DateTimeField):
     """A ``timestamp without time zone`` column holding UTC.
 
     Aware datetimes are converted to UTC on the way in; naive ones are taken
     to be UTC already. Values come back aware, in UTC.
     """
 
-    def db_value(self, value):
+    def db_value(self, value: Any) -> Any:
         if isinstance(value, dt.datetime) and value.tzinfo is not None:
             value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
-        return super().db_value(value)
+        return super().db_value(value)  # type: ignore[no-untyped-call]
 
-    def python_value(self, value):
-        value = super().python_value(value)
+    def python_value(self, value: Any) -> Any:
+        value = super().python_value(value)  # type: ignore[no-untyped-call]
         if isinstance(value, dt.datetime) and value.tzinfo is None:
             value = value.replace(tzinfo=dt.timezone.utc)
         return value
 
 
-class MoneyField(pw.DecimalField):
+class MoneyField(Typed[V], pw.DecimalField):
     """numeric(20,8): a Decimal rounded to 8 places (half away from zero, as PostgreSQL).
 
     A value with more than 12 digits before the point is refused, as PostgreSQL
@@ -63,7 +66,7 @@ class MoneyField(pw.DecimalField):
 
     SQLITE_DIGITS = 15
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("max_digits", 20)
         kwargs.setdefault("decimal_places", 8)
         super().__init__(**kwargs)
@@ -71,7 +74,7 @@ class MoneyField(pw.DecimalField):
         self._quantum = decimal.Decimal(1).scaleb(-self.decimal_places)
         self._context = decimal.Context(prec=self.max_digits + 1)
 
-    def db_value(self, value):
+    def db_value(self, value: Any) -> Any:
         if value is None or isinstance(value, pw.Node):
             return value
         value = self._quantize(value)
@@ -81,10 +84,10 @@ class MoneyField(pw.DecimalField):
                              "which SQLite cannot store exactly")
         return str(value)
 
-    def python_value(self, value):
+    def python_value(self, value: Any) -> decimal.Decimal | None:
         return None if value is None else self._quantize(value)
 
-    def _quantize(self, value):
+    def _quantize(self, value: object) -> decimal.Decimal:
         if not isinstance(value, decimal.Decimal):
             value = decimal.Decimal(str(value))
         integer_digits = self.max_digits - self.decimal_places
@@ -98,24 +101,24 @@ class MoneyField(pw.DecimalField):
         return value
 
 
-class EnumField(pw.CharField):
+class EnumField(Typed[V], pw.CharField):
     """A Python enum stored by value (a PostgreSQL enum, or text with a CHECK on SQLite)."""
 
-    def __init__(self, enum, **kwargs):
+    def __init__(self, enum: type[_enum.Enum], **kwargs: Any) -> None:
         self.enum = enum
         kwargs.setdefault("max_length", max(len(m.value) for m in enum))
         super().__init__(**kwargs)
 
-    def db_value(self, value):
+    def db_value(self, value: Any) -> Any:
         if value is None or isinstance(value, pw.Node):
             return value
         return self.enum(value).value
 
-    def python_value(self, value):
+    def python_value(self, value: Any) -> _enum.Enum | None:
         return None if value is None else self.enum(value)
 
 
-def json_text(value):
+def json_text(value: Any) -> str:
     """``value`` as the JSON text our columns store: compact, and such that it reads
     back equal on both backends.
 
@@ -132,7 +135,7 @@ def json_text(value):
     return _json_text(value)
 
 
-def _json_text(value):
+def _json_text(value: Any) -> str:
     if isinstance(value, float):
         text = repr(value)
         if "e+" in text:  # finite: json_value refuses NaN and infinities
@@ -146,17 +149,17 @@ def _json_text(value):
     return json.dumps(value, ensure_ascii=False)
 
 
-class JSONField(pw.Field):
+class JSONField(Typed[V], pw.Field):
     """jsonb on PostgreSQL, JSON text on SQLite; any JSON value round-trips (see json_text)."""
 
     field_type = "JSON"
 
-    def db_value(self, value):
+    def db_value(self, value: Any) -> Any:
         if value is None or isinstance(value, pw.Node):
             return value
         return json_text(value)
 
-    def python_value(self, value):
+    def python_value(self, value: Any) -> Any:
         # psycopg2 decodes jsonb itself; SQLite hands back the text.
         if isinstance(value, str) and not is_postgres(self.model._meta.database):
             return json.loads(value)

@@ -16,6 +16,7 @@ types the applied migrations made, in the schema the connection uses; run
 """
 
 import logging
+from collections.abc import Iterable
 
 import peewee as pw
 
@@ -130,5 +131,5 @@ def apply_grants(database: pw.Database, role: str) -> list[str]:
     return statements
 
 
-def _names(schema, names):
+def _names(schema: str, names: Iterable[str]) -> str:
     return ", ".join(f"{quote_ident(schema)}.{quote_ident(name)}" for name in names)

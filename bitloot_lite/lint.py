@@ -24,20 +24,30 @@ and squawk's findings of those same kinds on a table that is empty are notes,
 not findings. On SQLite, squawk's findings only (row counts are PostgreSQL's).
 """
 
+from __future__ import annotations
+
 import json
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import offline, schema
 from .db import is_postgres
 from .errors import LinterFailed, LinterUnavailable, UnknownMigration
 from .migrating import pending
 from .runner import migration_files
+
+if TYPE_CHECKING:
+    import peewee as pw
+
+    from ._typing import StrPath
+    from .schema import Snapshot
 
 __all__ = ["EXCLUDED", "Finding", "lint", "squawk_path"]
 
@@ -85,7 +95,8 @@ def squawk_path() -> str:
     return found
 
 
-def lint(database, migrations_dir=None, names=None) -> tuple:
+def lint(database: pw.Database | None, migrations_dir: StrPath | None = None,
+         names: Iterable[str] | None = None) -> tuple[list[Finding], list[str]]:
     """(findings, notes) for migrations ``names`` (default: the pending ones on
     ``database``; with no database, every one). ``database`` may be None."""
     todo = [name for name, _path in migration_files(migrations_dir)]
@@ -100,9 +111,10 @@ def lint(database, migrations_dir=None, names=None) -> tuple:
         return [], []
     scripts = {name: offline.blocks("postgres", migrations_dir, start=name, end=name)
                for name in chosen}
-    findings, notes = [], []
+    findings: list[Finding] = []
+    notes: list[str] = []
     rows = _row_counts(database) if database is not None and is_postgres(database) else None
-    live = schema.snapshot(database) if rows is not None else None
+    live = schema.snapshot(database) if rows is not None else None  # type: ignore[arg-type]  # rows: a PostgreSQL database
     if rows is None:
         notes.append("row-count checks need a PostgreSQL database: squawk's findings only")
     version = "15"  # the production server's major version; the live one where connected
@@ -150,7 +162,7 @@ def _squawk(scripts, version):
         results = json.loads(done.stdout or "[]")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    found = {name: [] for name in scripts}
+    found: dict[str, list[tuple[Finding, str | None]]] = {name: [] for name in scripts}
     for item in results:
         name = Path(item["file"]).stem
         statement = lines[name][min(item["line"], len(lines[name]) - 1)]
@@ -160,9 +172,10 @@ def _squawk(scripts, version):
     return found
 
 
-def _statement_of_each_line(text):
+def _statement_of_each_line(text: str) -> list[str]:
     """For each line of ``text`` (0-based, as squawk reports), the statement it is in."""
-    result, current = [], []
+    result: list[str | None] = []
+    current: list[str] = []
     for line in text.splitlines():
         current.append(line)
         result.append(None)
@@ -174,7 +187,7 @@ def _statement_of_each_line(text):
     return [s or "" for s in result]
 
 
-def _first(statement):
+def _first(statement: str) -> str:
     lines = [line for line in statement.splitlines() if line and not line.startswith("--")]
     return lines[0].strip() if lines else statement.strip()
 
@@ -183,12 +196,12 @@ _TABLE = re.compile(r'(?:ALTER\s+TABLE|ON|INTO|UPDATE)\s+(?:ONLY\s+)?"([^"]+)"',
 _CREATE_TABLE = re.compile(r'^\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?"([^"]+)"', re.I)
 
 
-def _table_of(statement):
+def _table_of(statement: str | None) -> str | None:
     match = _TABLE.search(statement or "")
     return match.group(1) if match else None
 
 
-def _created_tables(blocks):
+def _created_tables(blocks: Iterable[offline.Block]) -> set[str]:
     return {m.group(1) for b in blocks for s in b.statements
             for m in [_CREATE_TABLE.match(s)] if m}
 
@@ -196,10 +209,10 @@ def _created_tables(blocks):
 # -- what only the database knows ---------------------------------------------------------
 
 
-def _row_counts(database):
+def _row_counts(database: pw.Database) -> dict[str, int]:
     """{table: rows} of the public tables: the planner's estimate, or an exact count
     where the estimate says none (a table never analysed may have rows)."""
-    counts = {}
+    counts: dict[str, int] = {}
     for table, estimate in database.execute_sql(
         "SELECT c.relname, c.reltuples::bigint FROM pg_class c JOIN pg_namespace n "
         "ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')"
@@ -217,9 +230,10 @@ _TYPE_CHANGE = re.compile(r'ALTER\s+COLUMN\s+"([^"]+)"\s+TYPE\s+([a-z ]+(?:\(\d+
                           re.I)
 
 
-def _database_findings(name, blocks, rows, live):
+def _database_findings(name: str, blocks: list[offline.Block], rows: dict[str, int],
+                       live: Snapshot | None) -> list[Finding]:
     created = _created_tables(blocks)
-    findings = []
+    findings: list[Finding] = []
     for block in blocks:
         if block.direction != "migrate":
             continue  # the "after commit" builds are CONCURRENTLY
@@ -230,7 +244,8 @@ def _database_findings(name, blocks, rows, live):
             count = f"{table} has {'about ' if rows[table] >= 1000 else ''}{rows[table]} row(s)"
             upper = statement.upper()
 
-            def found(rule, message, statement=statement, count=count):
+            def found(rule: str, message: str, statement: str = statement,
+                      count: str = count) -> None:
                 findings.append(Finding(name, rule, f"{message} ({count})", _first(statement),
                                         "database"))
 
@@ -243,7 +258,7 @@ def _database_findings(name, blocks, rows, live):
                 found("required-column-on-rows", f"ADD COLUMN {added.group(1)} NOT NULL "
                       "without a DEFAULT fails on a table with rows")
             changed = _TYPE_CHANGE.search(statement)
-            if changed and _rewrites(live, table, changed.group(1), changed.group(2)):
+            if changed and _rewrites(live, table, changed.group(1), changed.group(2)):  # type: ignore[arg-type]  # rows: a PostgreSQL database
                 found("rewriting-type-change", f"changing the type of {changed.group(1)} "
                       "rewrites the table under an exclusive lock")
             if "REFERENCES" in upper and upper.startswith("ALTER TABLE") and \
@@ -256,7 +271,7 @@ def _database_findings(name, blocks, rows, live):
 _SIZED = re.compile(r"^(character varying|varchar|numeric)\s*\((\d+)(?:,(\d+))?\)$")
 
 
-def _rewrites(live, table, column, new_type):
+def _rewrites(live: Snapshot, table: str | None, column: str, new_type: str) -> bool:
     """Whether ALTER COLUMN ... TYPE ``new_type`` rewrites the table (PostgreSQL's rules:
     a wider varchar, varchar to text, a numeric with more digits and the same scale don't)."""
     columns = {c["name"]: c["type"] for c in live["tables"].get(table, {}).get("columns", [])}

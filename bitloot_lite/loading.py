@@ -23,6 +23,8 @@ What a migration file may declare, besides ``migrate(migrator, database, *, fake
 - ``UPSTREAM``: the TypeORM migration it stands for (see adopting.py).
 """
 
+from __future__ import annotations
+
 import ast
 import importlib.resources
 import os
@@ -31,6 +33,11 @@ import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import peewee as pw
+    from peewee_migrate import Migrator
 
 from .errors import (
     InvalidMigration,
@@ -60,7 +67,7 @@ def default_migrations_dir() -> Path:
     return shipped_migrations_dir()
 
 
-def user_migrations_dir(migrations_dir: str | os.PathLike | None = None) -> Path | None:
+def user_migrations_dir(migrations_dir: str | os.PathLike[str] | None = None) -> Path | None:
     """The user's own migrations folder: ``migrations_dir``, else $BITLOOT_MIGRATIONS_DIR.
 
     None when neither is set. Its migrations run after the shipped ones.
@@ -87,7 +94,7 @@ def _scan(folder: Path, problems: list[str]) -> list[tuple[str, Path]]:
     return found
 
 
-def migration_files(migrations_dir: str | os.PathLike | None = None) -> list[tuple[str, Path]]:
+def migration_files(migrations_dir: str | os.PathLike[str] | None = None) -> list[tuple[str, Path]]:
     """Every migration, in the order they run, as (name, path): the shipped ones, then the
     user's (``migrations_dir``, else $BITLOOT_MIGRATIONS_DIR), numbered after them.
 
@@ -142,7 +149,7 @@ def migration_files(migrations_dir: str | os.PathLike | None = None) -> list[tup
 NOOP = "noop"
 
 
-def _noop_rollback(migrator, database, *, fake=False):
+def _noop_rollback(migrator: Migrator, database: pw.Database, *, fake: bool = False) -> None:
     """The rollback of a migration that declares ROLLBACK = "noop"."""
 
 
@@ -152,10 +159,10 @@ class Migration:
 
     name: str
     path: Path
-    migrate: Callable
+    migrate: Callable[..., Any]
     #: None when the file defines no rollback and does not declare ROLLBACK = "noop".
-    rollback: Callable | None
-    scope: dict = field(repr=False)
+    rollback: Callable[..., Any] | None
+    scope: dict[str, Any] = field(repr=False)
 
     @property
     def irreversible(self) -> bool:

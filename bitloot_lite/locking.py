@@ -11,10 +11,15 @@ SQLite: exclusive ``flock``s on files named after the database file's real path
 and its identity (see _FileLock), which the kernel releases when the process dies.
 """
 
+from __future__ import annotations
+
 import contextlib
 import logging
 import os
 import time
+from collections.abc import Callable, Iterator
+
+import peewee as pw
 
 from . import validating as check
 from .db import is_postgres
@@ -30,7 +35,8 @@ POLL_INTERVAL = 0.1
 
 
 @contextlib.contextmanager
-def migration_lock(database, timeout=None, on_wait=None):
+def migration_lock(database: pw.Database, timeout: float | None = None,
+                   on_wait: Callable[[str | None], object] | None = None) -> Iterator[None]:
     """Hold the migration lock of ``database`` for the ``with`` block.
 
     Waits up to ``timeout`` seconds (None: for ever), calling ``on_wait(holder)``
@@ -48,7 +54,7 @@ def migration_lock(database, timeout=None, on_wait=None):
             if on_wait is not None:
                 on_wait(holder)
         if deadline is not None and time.monotonic() >= deadline:
-            raise LockTimeout(timeout, lock.holder())
+            raise LockTimeout(timeout, lock.holder())  # type: ignore[arg-type]  # a deadline: a timeout
         time.sleep(POLL_INTERVAL)
     # A PostgreSQL advisory lock belongs to the session: the database must not
     # reconnect behind our back while we hold it (db.PostgresqlDatabase.pinned).
@@ -106,7 +112,7 @@ class _PostgresLock:
                                 f"(pid {pid}, then {now})")
         return True
 
-    def release(self):
+    def release(self) -> None:
         lost = getattr(self.database, "connection_lost", None)
         if lost is not None and lost():
             return  # the lock went with the session
@@ -123,7 +129,7 @@ class _PostgresLock:
             "AND l.pid = %s AND l.classid = %s AND l.objid = %s AND l.objsubid = 1",
             (self.pid, (LOCK_KEY >> 32) & 0xFFFFFFFF, LOCK_KEY & 0xFFFFFFFF))
 
-    def holder(self):
+    def holder(self) -> str | None:
         # A bigint advisory key shows in pg_locks as classid (high half), objid (low half).
         row = self.database.execute_sql(
             "SELECT a.pid, a.application_name, a.client_addr, a.state FROM pg_locks l "
@@ -173,17 +179,17 @@ class _FileLock:
     #: Where the identity lock files go: one directory for every process of the machine.
     IDENTITY_DIRS = ("/run/lock", "/tmp")
 
-    def __init__(self, database):
+    def __init__(self, database: pw.Database) -> None:
         self.database = database
         name = database.database
         memory = name in ("", ":memory:") or name.startswith("file::memory:")
         self.real = None if memory else os.path.realpath(name)
-        self.paths = [] if memory else self._lock_paths(self.real)
-        self.fds = []
-        self.blocked = None
+        self.paths = [] if memory else self._lock_paths(self.real)  # type: ignore[arg-type]  # real: not memory
+        self.fds: list[int] = []
+        self.blocked: str | None = None
 
     @classmethod
-    def _lock_paths(cls, real):
+    def _lock_paths(cls, real: str) -> list[str]:
         paths = [f"{real}.migrate-lock"]
         try:
             identity = os.stat(real)
@@ -235,7 +241,7 @@ class _FileLock:
             return False
         return (now.st_dev, now.st_ino) == (ours.st_dev, ours.st_ino)
 
-    def release(self, checkpoint=True):
+    def release(self, checkpoint: bool = True) -> None:
         if checkpoint and self.fds:
             self._checkpoint()
         while self.fds:
@@ -247,14 +253,14 @@ class _FileLock:
                     os.unlink(path)
             os.close(fd)  # closing the descriptor drops the flock
 
-    def _checkpoint(self):
+    def _checkpoint(self) -> None:
         try:
-            if os.stat(self.real).st_nlink > 1:
+            if os.stat(self.real).st_nlink > 1:  # type: ignore[arg-type]  # locked: a file
                 self.database.execute_sql("PRAGMA wal_checkpoint(FULL)")
         except Exception as exc:  # noqa: BLE001 - the lock must be released regardless
             logger.warning("could not checkpoint the WAL before releasing the lock: %s", exc)
 
-    def holder(self):
+    def holder(self) -> str | None:
         for path in [self.blocked] if self.blocked else self.paths:
             try:
                 with open(path, encoding="ascii") as handle:
@@ -266,7 +272,7 @@ class _FileLock:
         return None
 
 
-def _open_lock_file(path):
+def _open_lock_file(path: str) -> tuple[int, bool]:
     """(descriptor, writable) of lock file ``path``, created if missing.
 
     In a sticky world-writable directory (/tmp, /run/lock) another user's file

@@ -8,11 +8,17 @@ stop the run unless the caller knowingly allows them. A database made by the
 original TypeORM application is adopted (see adopting.py).
 """
 
+from __future__ import annotations
+
 import contextlib
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import peewee as pw
 
 from . import adopting, replay, schema
 from .db import is_postgres, is_sqlite, recording
@@ -46,6 +52,16 @@ __all__ = [
     "repair", "repairs", "rollback", "shipped_migrations_dir", "status",
 ]
 
+if TYPE_CHECKING:
+    from ._typing import StrPath
+    from .runner import Applied
+
+#: Called with each Step as it completes; with the migration lock's holder while it waits.
+OnStep = Callable[["Step"], object]
+OnWait = Callable[[str | None], object]
+#: What ``preview`` returns for a migration: (name, direction, [(sql, params), ...]).
+Preview = tuple[str, str, list[tuple[str, tuple[Any, ...]]]]
+
 logger = logging.getLogger("bitloot_lite.migrating")
 
 
@@ -72,16 +88,17 @@ class MigrationState:
     missing: bool = False  # applied, and its file is gone (see repair)
 
     @property
-    def applied(self):
+    def applied(self) -> bool:
         return self.applied_at is not None
 
     @property
-    def done(self):
+    def done(self) -> bool:
         """Applied, and nothing of it left for ``migrate`` to finish."""
         return self.applied and not self.unbuilt
 
 
-def status(database, migrations_dir=None, allow_edited=False):
+def status(database: pw.Database, migrations_dir: StrPath | None = None,
+           allow_edited: bool = False) -> list[MigrationState]:
     """Every migration, in order, with when it was applied.
 
     Raises EditedMigration if an applied migration's file changed since, unless
@@ -103,7 +120,7 @@ def status(database, migrations_dir=None, allow_edited=False):
     ]
 
 
-def pending(database, migrations_dir=None):
+def pending(database: pw.Database, migrations_dir: StrPath | None = None) -> list[str]:
     """The names of the migrations not yet applied, in the order they would run."""
     router = Router(database, migrations_dir)
     todo = router.todo
@@ -112,9 +129,11 @@ def pending(database, migrations_dir=None):
     return [name for name in todo if name not in history and name not in adoptable]
 
 
-def migrate(database, to=None, migrations_dir=None, *, lock_timeout=None,
-            ddl_lock_timeout=DDL_LOCK_TIMEOUT, allow_edited=False, allow_out_of_order=False,
-            on_step=None, on_wait=None):
+def migrate(database: pw.Database, to: str | None = None,
+            migrations_dir: StrPath | None = None, *, lock_timeout: float | None = None,
+            ddl_lock_timeout: float = DDL_LOCK_TIMEOUT, allow_edited: bool = False,
+            allow_out_of_order: bool = False, on_step: OnStep | None = None,
+            on_wait: OnWait | None = None) -> list[str]:
     """Apply pending migrations, up to and including ``to``; returns the names applied.
 
     ``on_step`` is called with a :class:`Step` after each migration (and for
@@ -140,8 +159,10 @@ def migrate(database, to=None, migrations_dir=None, *, lock_timeout=None,
         return _run(router, plan, on_step, on_wait=on_wait)
 
 
-def rollback(database, steps=1, to=None, migrations_dir=None, *, lock_timeout=None,
-             ddl_lock_timeout=DDL_LOCK_TIMEOUT, allow_edited=False, on_step=None, on_wait=None):
+def rollback(database: pw.Database, steps: int = 1, to: str | None = None,
+             migrations_dir: StrPath | None = None, *, lock_timeout: float | None = None,
+             ddl_lock_timeout: float = DDL_LOCK_TIMEOUT, allow_edited: bool = False,
+             on_step: OnStep | None = None, on_wait: OnWait | None = None) -> list[str]:
     """Undo the newest migrations: ``steps`` of them, or all after ``to``.
 
     Returns the names undone, newest first.
@@ -158,8 +179,9 @@ def rollback(database, steps=1, to=None, migrations_dir=None, *, lock_timeout=No
         return _run(router, plan, on_step, downgrade=True)
 
 
-def baseline(database, to, migrations_dir=None, *, lock_timeout=None, on_step=None,
-             on_wait=None):
+def baseline(database: pw.Database, to: str, migrations_dir: StrPath | None = None, *,
+             lock_timeout: float | None = None, on_step: OnStep | None = None,
+             on_wait: OnWait | None = None) -> list[str]:
     """Record the migrations up to and including ``to`` as applied, without running them.
 
     For a database whose tables were made outside bitloot-lite: the live
@@ -180,8 +202,10 @@ def baseline(database, to, migrations_dir=None, *, lock_timeout=None, on_step=No
     return names
 
 
-def preview(database, to=None, migrations_dir=None, *, rollback_steps=None,
-            ddl_lock_timeout=DDL_LOCK_TIMEOUT, lock_timeout=None, on_wait=None):
+def preview(database: pw.Database, to: str | None = None,
+            migrations_dir: StrPath | None = None, *, rollback_steps: int | None = None,
+            ddl_lock_timeout: float = DDL_LOCK_TIMEOUT, lock_timeout: float | None = None,
+            on_wait: OnWait | None = None) -> list[Preview]:
     """The SQL that ``migrate(to=...)`` (or ``rollback(steps=rollback_steps)``) would run.
 
     Runs it for real inside one transaction that is then rolled back, so the
@@ -196,7 +220,7 @@ def preview(database, to=None, migrations_dir=None, *, rollback_steps=None,
     router.previewing = True
     todo = router.todo
     to = None if to is None else router.resolve(to)
-    result = []
+    result: list[Preview] = []
     keys_off = SqliteForeignKeysOff(database) if is_sqlite(database) else contextlib.nullcontext()
     with (
         migration_lock(database, lock_timeout, on_wait),
@@ -228,7 +252,7 @@ def preview(database, to=None, migrations_dir=None, *, rollback_steps=None,
 
 
 @contextlib.contextmanager
-def _sequence_kept(database):
+def _sequence_kept(database: pw.Database) -> Iterator[None]:
     """Set the history's id sequence back after the block (nextval is never rolled back)."""
     if not is_postgres(database) or not database.table_exists(HISTORY_TABLE):
         yield
@@ -250,7 +274,8 @@ def _sequence_kept(database):
         database.execute_sql("SELECT setval(%s, %s, %s)", (sequence, last_value, is_called))
 
 
-def check(database, migrations_dir=None, models=None):
+def check(database: pw.Database, migrations_dir: StrPath | None = None,
+          models: str | None = None) -> tuple[list[str], list[str]]:
     """How the live database drifts from the schema its migrations build, and from the models.
 
     The expected schema is what the applied migrations build, replayed on a
@@ -302,7 +327,7 @@ def check(database, migrations_dir=None, models=None):
     return differences, notes
 
 
-def _adoptable(router, todo, history):
+def _adoptable(router: Router, todo: list[str], history: dict[str, Applied]) -> list[str]:
     """Our migrations a TypeORM history says were applied (shape checked); [] once ours exists."""
     if history or not adopting.typeorm_history(router.database):
         return []  # before reading every migration file for its UPSTREAM name
@@ -310,7 +335,7 @@ def _adoptable(router, todo, history):
     return adopting.adoption_plan(router.database, migrations, applied=[])
 
 
-def _adopt(router, todo, on_step):
+def _adopt(router: Router, todo: list[str], on_step: OnStep | None) -> None:
     """Record what a TypeORM history says was applied (after checking the shape)."""
     names = _adoptable(router, todo, {})
     if not names:
@@ -334,7 +359,8 @@ def _adopt(router, todo, on_step):
         _report(on_step, Step(f"{fixup.name} ({fixup.description})", "fixup", seconds))
 
 
-def _edited(router, todo, history, allow_edited):
+def _edited(router: Router, todo: list[str], history: dict[str, Applied],
+            allow_edited: bool) -> set[str]:
     edited = [
         name for name, applied in history.items()
         if applied.checksum and name in todo and router.checksum(name) != applied.checksum
@@ -345,7 +371,7 @@ def _edited(router, todo, history, allow_edited):
     return set(edited)
 
 
-def _plan(todo, history, to):
+def _plan(todo: list[str], history: dict[str, Applied], to: str | None) -> list[str]:
     plan = [name for name in todo if name not in history]
     if to is not None:
         plan = [name for name in plan if name <= to]
@@ -372,7 +398,7 @@ def _check_order(plan, history, allow_out_of_order, shipped):
             raise OutOfOrder(late, newest)
 
 
-def _rollback_plan(done, todo, steps, to):
+def _rollback_plan(done: list[str], todo: list[str], steps: int, to: str | None) -> list[str]:
     if to is not None:
         if to not in done:
             raise UnknownMigration(to, done)
@@ -390,7 +416,8 @@ def _rollback_plan(done, todo, steps, to):
     return plan
 
 
-def _run(router, plan, on_step, downgrade=False, on_wait=None):
+def _run(router: Router, plan: list[str], on_step: OnStep | None, downgrade: bool = False,
+         on_wait: OnWait | None = None) -> list[str]:
     done = []
     for name in plan:
         started = time.perf_counter()
@@ -403,7 +430,8 @@ def _run(router, plan, on_step, downgrade=False, on_wait=None):
     return done
 
 
-def _build_indexes(router, name, on_step, on_wait):
+def _build_indexes(router: Router, name: str, on_step: OnStep | None,
+                   on_wait: OnWait | None) -> None:
     try:
         built = router.build_concurrent_indexes(name, on_wait)
     except Exception as exc:
@@ -412,13 +440,13 @@ def _build_indexes(router, name, on_step, on_wait):
         _report(on_step, Step(f"{name}: {index}", "index", seconds))
 
 
-def _report(callback, step):
+def _report(callback: OnStep | None, step: Step) -> None:
     logger.info("%s %s in %.3fs", step.direction, step.name, step.seconds)
     if callback is not None:
         callback(step)
 
 
-def _is_read_or_savepoint(sql):
+def _is_read_or_savepoint(sql: str) -> bool:
     head = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
     return head in ("SELECT", "SAVEPOINT", "RELEASE") or (head == "PRAGMA" and "=" not in sql)
 

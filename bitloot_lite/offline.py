@@ -23,11 +23,15 @@ How the statements are obtained, without touching the user's database:
 preview (``migrating.preview``) into the same blocks.
 """
 
+from __future__ import annotations
+
 import contextlib
 import datetime as dt
 import decimal
 import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import peewee as pw
 
@@ -35,6 +39,10 @@ from .db import recording
 from .errors import ConfigurationError, NothingToRollback, UnknownMigration
 from .replay import scratch_sqlite
 from .runner import HISTORY_TABLE, Router
+
+if TYPE_CHECKING:
+    from ._typing import StrPath
+    from .migrating import Preview
 
 __all__ = ["Block", "BACKENDS", "as_json", "blocks", "from_preview", "text"]
 
@@ -52,14 +60,14 @@ class Block:
 
     name: str
     direction: str
-    statements: list = field(default_factory=list)
+    statements: list[str] = field(default_factory=list)
 
 
 # -- the script as data -------------------------------------------------------------------
 
 
-def blocks(backend: str, migrations_dir=None, *, start: str | None = None,
-           end: str | None = None, rollback_steps: int | None = None) -> list:
+def blocks(backend: str, migrations_dir: StrPath | None = None, *, start: str | None = None,
+           end: str | None = None, rollback_steps: int | None = None) -> list[Block]:
     """The script of migrations ``start``..``end`` (default: all of them) on ``backend``,
     as if the ones before ``start`` were applied; with ``rollback_steps``, the rollback
     of the newest ``rollback_steps`` of them (as if all up to ``end`` were applied)."""
@@ -83,13 +91,13 @@ def blocks(backend: str, migrations_dir=None, *, start: str | None = None,
         return [block for name in plan for block in _run(router, name, backend, downgrade)]
 
 
-def from_preview(steps: list) -> list:
+def from_preview(steps: Iterable[Preview]) -> list[Block]:
     """The live preview's [(name, direction, [(sql, params)])] as blocks, values inlined."""
     return [Block(name, direction, [_inline(sql, params) for sql, params in statements])
             for name, direction, statements in steps]
 
 
-def as_json(blocks_: list, backend: str) -> dict:
+def as_json(blocks_: Iterable[Block], backend: str) -> dict[str, Any]:
     """The blocks as JSON-ready data: ``sql --json``."""
     return {"backend": backend, "migrations": [
         {"name": b.name, "direction": b.direction,
@@ -100,7 +108,7 @@ def as_json(blocks_: list, backend: str) -> dict:
 # -- the script as text -------------------------------------------------------------------
 
 
-def text(blocks_: list, backend: str) -> str:
+def text(blocks_: Iterable[Block], backend: str) -> str:
     """The blocks as a script for ``psql`` (run it with ``-v ON_ERROR_STOP=1``) or
     ``sqlite3`` (``-bail``), ending in a newline."""
     sqlite = backend == "sqlite"
@@ -130,7 +138,7 @@ def text(blocks_: list, backend: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _statement(sql):
+def _statement(sql: str) -> str:
     return sql.strip().rstrip(";").rstrip()
 
 
@@ -144,55 +152,55 @@ class _Cursor:
     description = None
     lastrowid = 1
 
-    def __init__(self, sql):
+    def __init__(self, sql: str) -> None:
         self._returning = "RETURNING" in sql.upper()
 
-    def fetchone(self):
+    def fetchone(self) -> tuple[int] | None:
         return (1,) if self._returning else None
 
-    def fetchall(self):
+    def fetchall(self) -> list[tuple[int]]:
         return [(1,)] if self._returning else []
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[int]]:
         return iter(self.fetchall())
 
-    def close(self):
+    def close(self) -> None:
         pass
 
 
 class _PostgresRecorder(pw.PostgresqlDatabase):
     """A PostgreSQL Database that runs nothing: statements are recorded by ``recording``."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__("offline")
         self.server_version = 150000
 
-    def connect(self, reuse_if_open=False):
+    def connect(self, reuse_if_open: bool = False) -> bool:
         return True
 
-    def is_closed(self):
+    def is_closed(self) -> bool:
         return False
 
-    def close(self):
+    def close(self) -> bool:
         return True
 
-    def execute_sql(self, sql, params=None, *args, **kwargs):
+    def execute_sql(self, sql: str, params: Any = None, *args: Any, **kwargs: Any) -> _Cursor:
         return _Cursor(sql)
 
-    def atomic(self, *args, **kwargs):
+    def atomic(self, *args: Any, **kwargs: Any) -> Any:
         return contextlib.nullcontext()
 
     transaction = savepoint = atomic
 
-    def in_transaction(self):
+    def in_transaction(self) -> bool:
         return False
 
-    def get_tables(self, schema=None):
+    def get_tables(self, schema: str | None = None) -> list[str]:
         return []
 
 
 @contextlib.contextmanager
-def _target(backend):
+def _target(backend: str) -> Iterator[pw.Database]:
     if backend == "postgres":
         yield _PostgresRecorder()
         return
@@ -200,7 +208,7 @@ def _target(backend):
         yield database
 
 
-def _apply_unrecorded(router, names, backend):
+def _apply_unrecorded(router: Router, names: Iterable[str], backend: str) -> None:
     """Bring the scratch target to the state after ``names``: for real on SQLite (later
     SQL depends on it), as their recorded model state on PostgreSQL."""
     for name in names:
@@ -210,7 +218,7 @@ def _apply_unrecorded(router, names, backend):
             router.run_one(name, router.migrator, fake=True)
 
 
-def _run(router, name, backend, downgrade):
+def _run(router: Router, name: str, backend: str, downgrade: bool) -> list[Block]:
     database = router.database
     with recording(database) as statements:
         router.run_one(name, router.migrator, fake=False, downgrade=downgrade)
@@ -225,7 +233,7 @@ def _run(router, name, backend, downgrade):
     return found
 
 
-def _is_read(sql):
+def _is_read(sql: str) -> bool:
     head = sql.lstrip().split(None, 1)[0].upper() if sql.strip() else ""
     # PRAGMAs, even the foreign-key switch, are the script's own (around BEGIN/COMMIT).
     return head in ("SELECT", "SAVEPOINT", "RELEASE", "PRAGMA", "BEGIN", "COMMIT")
@@ -237,12 +245,13 @@ def _is_read(sql):
 _UTC_NOW = {"postgres": "(now() AT TIME ZONE 'UTC')", "sqlite": "CURRENT_TIMESTAMP"}
 
 
-def _inline(sql, params, *, history=False, backend=None):
+def _inline(sql: str, params: Sequence[Any], *, history: bool = False,
+            backend: str | None = None) -> str:
     """``sql`` with its placeholders (``?`` or ``%s``) replaced by ``params`` as literals."""
     if not params:
         return sql.strip()
     is_history = history and f'"{HISTORY_TABLE}"' in sql
-    values = [_UTC_NOW[backend] if is_history and isinstance(p, dt.datetime) else _literal(p)
+    values = [_UTC_NOW[backend] if is_history and isinstance(p, dt.datetime) else _literal(p)  # type: ignore[index]
               for p in params]
     out, i, quote = [], 0, None
     pieces = iter(values)
@@ -268,7 +277,7 @@ def _inline(sql, params, *, history=False, backend=None):
     return "".join(out).strip()
 
 
-def _literal(value):
+def _literal(value: object) -> str:
     if value is None:
         return "NULL"
     if isinstance(value, bool):

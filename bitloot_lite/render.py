@@ -14,12 +14,17 @@ PostgreSQL and SQLite, the model state for ``migrator.orm`` (in
   migration then refuses to run until someone has edited it.
 """
 
+from __future__ import annotations
+
 import peewee as pw
 
 from .autogenerate import Change
 from .ddl import column_sql, default_sql, field_code, index_name, model_code, quote, sql_type
 
 __all__ = ["migration"]
+
+#: A statement of the file: SQL, or (table, old, new) column definitions for SQLite's rebuild.
+Statement = str | tuple[str, str, str]
 
 #: Type changes PostgreSQL makes by a plain cast that keeps every value (or refuses).
 _SAFE_CASTS = {("varchar", "varchar"), ("varchar", "text"), ("text", "varchar"),
@@ -33,25 +38,29 @@ _SAFE_CASTS = {("varchar", "varchar"), ("varchar", "text"), ("text", "varchar"),
 class _Plan:
     """What the file will hold, filled change by change."""
 
-    def __init__(self):
-        self.up = {"postgres": [], "sqlite": []}
-        self.down = {"postgres": [], "sqlite": []}  # in rollback order once reversed
-        self.concurrent = {}
-        self.state_up, self.state_down, self.todo = [], [], []
-        self.classes, self.down_classes = [], []  # model classes defined in migrate/rollback
+    def __init__(self) -> None:
+        self.up: dict[str, list[Statement]] = {"postgres": [], "sqlite": []}
+        #: In rollback order once reversed.
+        self.down: dict[str, list[Statement]] = {"postgres": [], "sqlite": []}
+        self.concurrent: dict[str, str] = {}
+        self.state_up: list[str] = []
+        self.state_down: list[str] = []
+        self.todo: list[str] = []
+        self.classes: list[str] = []  # model classes defined in migrate/rollback
+        self.down_classes: list[str] = []
 
-    def both(self, up, down=None):
+    def both(self, up: Statement, down: Statement | None = None) -> None:
         for backend in ("postgres", "sqlite"):
             self.up[backend].append(up)
             if down is not None:
                 self.down[backend].append(down)
 
 
-def _class_name(table):
+def _class_name(table: str) -> str:
     return "".join(part.title() for part in table.split("_")) or "Table"
 
 
-def _add_table(plan, change):
+def _add_table(plan: _Plan, change: Change) -> None:
     model, table = change.model, change.table
     for backend in ("postgres", "sqlite"):
         columns = []
@@ -82,7 +91,7 @@ def _add_table(plan, change):
     plan.state_down.append(f"migrator.remove_model({table!r})")
 
 
-def _drop_table(plan, change):
+def _drop_table(plan: _Plan, change: Change) -> None:
     table, model = change.table, change.model
     plan.todo.append(f"this drops the table {table} and its rows: confirm it (the rollback "
                      "recreates it empty)")
@@ -99,7 +108,7 @@ def _drop_table(plan, change):
     plan.todo += recreate.todo
 
 
-def _add_column(plan, change):
+def _add_column(plan: _Plan, change: Change) -> None:
     field, table, column = change.field, change.table, change.column
     for backend in ("postgres", "sqlite"):
         definition = column_sql(field, backend, table=table)
@@ -127,7 +136,7 @@ def _add_column(plan, change):
     plan.state_down.append(f"migrator.remove_fields({table!r}, {field.name!r})")
 
 
-def _drop_column(plan, change):
+def _drop_column(plan: _Plan, change: Change) -> None:
     old, table, column = change.old, change.table, change.column
     plan.todo.append(f"this drops {table}.{column} and its values: confirm it (the rollback "
                      "adds it back empty)")
@@ -149,7 +158,7 @@ def _drop_column(plan, change):
         plan.state_down.append(f"migrator.add_fields({table!r}, {old.name}={code})")
 
 
-def _alter_column(plan, change):
+def _alter_column(plan: _Plan, change: Change) -> None:
     field, old, table, column = change.field, change.old, change.table, change.column
     new_pg, old_pg = sql_type(field, "postgres"), sql_type(old, "postgres")
     col, tab = quote(column), quote(table)
@@ -185,7 +194,7 @@ def _alter_column(plan, change):
         plan.state_down.append(f"migrator.change_fields({table!r}, {old.name}={old_code})")
 
 
-def _rewritten(change):
+def _rewritten(change: Change) -> str | None:
     """SQLite's stored definition of the column with the new type and nullability, or None."""
     definition, old, field = change.definition, change.old, change.field
     if not definition:
@@ -207,7 +216,7 @@ def _rewritten(change):
     return " ".join(part for part in (words[0], new_type, rest) if part)
 
 
-def _add_index(plan, change, new_tables):
+def _add_index(plan: _Plan, change: Change, new_tables: set[str]) -> None:
     _name, columns, unique = change.index
     table, name = change.table, index_name(change.table, change.index[1])
     if len(name) > 63:
@@ -229,7 +238,7 @@ def _add_index(plan, change, new_tables):
         _index_state(plan, change, "add_index", "drop_index")
 
 
-def _drop_index(plan, change):
+def _drop_index(plan: _Plan, change: Change) -> None:
     name, columns, unique = change.index
     create = (f"CREATE {'UNIQUE ' if unique else ''}INDEX {quote(name)} "
               f"ON {quote(change.table)} ({', '.join(map(quote, columns))})")
@@ -237,7 +246,7 @@ def _drop_index(plan, change):
     _index_state(plan, change, "drop_index", "add_index")
 
 
-def _index_state(plan, change, up, down):
+def _index_state(plan: _Plan, change: Change, up: str, down: str) -> None:
     model = change.model
     fields = {f.column_name: f.name for f in model._meta.sorted_fields} if model else {}
     names = [fields.get(column, column) for column in change.index[1]]
@@ -344,7 +353,7 @@ def rollback(migrator: Migrator, database: pw.Database, *, fake=False):
 '''
 
 
-def _listing(name, items, comment=None):
+def _listing(name: str, items: list[Statement], comment: str | None = None) -> str:
     lines = [f"#: {comment}"] if comment else []
     if not items:
         return "\n".join([*lines, f"{name} = []"])
@@ -355,17 +364,17 @@ def _listing(name, items, comment=None):
     return "\n".join(lines)
 
 
-def _literal(text):
+def _literal(text: str) -> str:
     if "\n" in text:
         return '"""' + text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"') + '"""'
     return repr(text)
 
 
-def _block(lines):
+def _block(lines: list[str]) -> str:
     return "\n".join(f"        {line}" for line in lines) if lines else "        pass"
 
 
-def migration(name: str, changes: list, *, title: str | None = None) -> str:
+def migration(name: str, changes: list[Change], *, title: str | None = None) -> str:
     """The text of migration ``name`` making ``changes`` (none: an empty migration to
     fill in by hand). Its TODO list is empty only if every change was written."""
     plan = _Plan()

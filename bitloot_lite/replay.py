@@ -20,6 +20,8 @@ The snapshot is cached in-process per (backend, server version, each
 migration's name and checksum): ``check`` runs often, the replay once.
 """
 
+from __future__ import annotations
+
 import contextlib
 import copy
 import hashlib
@@ -27,7 +29,9 @@ import logging
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import peewee as pw
 
@@ -36,19 +40,23 @@ from .db import SQLITE_PRAGMAS, PostgresqlDatabase, is_postgres, is_sqlite, unwr
 from .errors import ConfigurationError, ScratchUnavailable
 from .runner import Router
 
+if TYPE_CHECKING:
+    from ._typing import StrPath
+    from .schema import Snapshot
+
 __all__ = ["built", "built_schema", "scratch_database", "scratch_sqlite"]
 
 logger = logging.getLogger("bitloot_lite.migrating")
 
 #: (backend, server version, ((name, checksum), ...)) -> snapshot
-_CACHE: dict = {}
+_CACHE: dict[tuple[Any, ...], Snapshot] = {}
 
 #: Scratch PostgreSQL databases are named with this prefix (and dropped after use).
 SCRATCH_PREFIX = "bitloot_scratch_"
 
 
 @contextlib.contextmanager
-def scratch_sqlite():
+def scratch_sqlite() -> Iterator[pw.SqliteDatabase]:
     """A new, empty SQLite database in a temporary folder (our pragmas), connected;
     closed and removed after the block."""
     folder = tempfile.mkdtemp(prefix="bitloot-scratch-")
@@ -63,7 +71,7 @@ def scratch_sqlite():
 
 
 @contextlib.contextmanager
-def scratch_database(database: pw.Database):
+def scratch_database(database: pw.Database) -> Iterator[pw.Database]:
     """A new, empty database of ``database``'s backend (its server, for PostgreSQL),
     connected; closed and removed after the block."""
     database = unwrap(database)
@@ -97,7 +105,8 @@ def built(database: pw.Database, router: Router, names: list[str]) -> None:
         router.build_concurrent_indexes(name)
 
 
-def built_schema(database: pw.Database, names: list[str], migrations_dir=None) -> dict:
+def built_schema(database: pw.Database, names: list[str],
+                 migrations_dir: StrPath | None = None) -> Snapshot:
     """The snapshot (``schema.snapshot``) of what migrations ``names`` build on
     ``database``'s backend; a fresh copy each call."""
     source = Router(database, migrations_dir)

@@ -28,12 +28,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 import peewee as pw
 
 from . import validating as check
 from .db import database_proxy, is_read, mask_url, open_database, unwrap
 from .errors import BitlootError, ConfigurationError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+Q = TypeVar("Q", bound=pw.BaseQuery)
 
 logger = logging.getLogger("bitloot_lite.replicas")
 
@@ -62,8 +67,10 @@ SELECT pg_is_in_recovery(),
 class Replica:
     """The read replica of ``primary`` at ``url``, and the routing of reads to it."""
 
+    database: pw.Database | None
+
     def __init__(self, primary: pw.Database, url: str, *, max_lag: float = DEFAULT_MAX_LAG,
-                 check_every: float = CHECK_EVERY, retry_after: float = RETRY_AFTER):
+                 check_every: float = CHECK_EVERY, retry_after: float = RETRY_AFTER) -> None:
         if not isinstance(primary, pw.PostgresqlDatabase):
             raise ConfigurationError("read replicas are for PostgreSQL: the primary is a "
                                      f"{type(primary).__name__}")
@@ -82,11 +89,11 @@ class Replica:
         #: Bumped (next(self._writes)) after every write on the primary.
         self.generation = 0
         #: (generation, LSN the replica must have replayed, or None once it has).
-        self._target = (0, None)
+        self._target: tuple[int, str | None] = (0, None)
         self._checked_at = float("-inf")
         self._down_until = float("-inf")
         self._usable = True  # lag within the bound, as last measured
-        self._fallback = None  # why reads are on the primary now (logged once), or None
+        self._fallback: str | None = None  # why reads are on the primary now (logged once), or None
         self._local = threading.local()
 
     # -- what the primary tells us ---------------------------------------------------
@@ -104,7 +111,7 @@ class Replica:
         self._local.chosen = chosen
         return chosen
 
-    def _choose(self):
+    def _choose(self) -> pw.Database:
         primary = self.primary
         if primary.in_transaction():
             return primary
@@ -138,7 +145,7 @@ class Replica:
             self._target = (generation, None)
         return replica if self._usable else primary
 
-    def _open(self):
+    def _open(self) -> pw.Database | None:
         if self.database is not None:
             return self.database
         with self._lock:
@@ -177,7 +184,7 @@ class Replica:
             except (pw.PeeweeException,) + _driver_errors():
                 pass
 
-    def _fall_back(self, why):
+    def _fall_back(self, why: str) -> None:
         if self._fallback is None:
             logger.warning("replica %s: %s; reads go to the primary until it recovers",
                            self.where, why)
@@ -194,7 +201,7 @@ class Replica:
             self.database.close()
 
 
-def _driver_errors():
+def _driver_errors() -> tuple[type[Exception], ...]:
     try:
         import psycopg2
     except ImportError:  # pragma: no cover - psycopg2-binary is a dependency
@@ -202,13 +209,13 @@ def _driver_errors():
     return (psycopg2.Error,)
 
 
-def _tracked(cls):
+def _tracked(cls: type[pw.Database]) -> type[pw.Database]:
     """``cls`` (the primary's class) noting each write to its replica as it completes."""
 
-    class Tracked(cls):
+    class Tracked(cls):  # type: ignore[valid-type,misc]  # a class made at run time
         __slots__ = ()  # the same layout as cls, so that an instance's class may change
 
-        def execute_sql(self, sql, params=None):
+        def execute_sql(self, sql: str, params: Any = None) -> Any:
             cursor = super().execute_sql(sql, params)
             # A model statement outside a transaction is committed once it returns;
             # in one, the COMMIT says so. A read (db.is_read) writes nothing.
@@ -216,12 +223,12 @@ def _tracked(cls):
                 self.replica.wrote()
             return cursor
 
-        def commit(self):
+        def commit(self) -> Any:
             result = super().commit()
             self.replica.wrote()
             return result
 
-        def close(self):
+        def close(self) -> Any:
             self.replica.close()
             return super().close()
 
@@ -231,10 +238,10 @@ def _tracked(cls):
     return Tracked
 
 
-_TRACKED = {}
+_TRACKED: dict[type[pw.Database], type[pw.Database]] = {}
 
 
-def attach(primary: pw.Database, url: str, **options) -> Replica:
+def attach(primary: pw.Database, url: str, **options: float) -> Replica:
     """Give ``primary`` the read replica at ``url`` (``primary.replica``); returns it.
 
     The primary becomes an instance of a subclass of its class that notes its
@@ -248,7 +255,7 @@ def attach(primary: pw.Database, url: str, **options) -> Replica:
         if cls not in _TRACKED:
             _TRACKED[cls] = _tracked(cls)
         primary.__class__ = _TRACKED[cls]
-    primary.replica = replica
+    primary.replica = replica  # type: ignore[attr-defined]  # what routed() reads
     return replica
 
 
@@ -258,13 +265,13 @@ def attach(primary: pw.Database, url: str, **options) -> Replica:
 _routing = threading.local()
 
 
-def reads(function: Callable) -> Callable:
+def reads(function: Callable[P, R]) -> Callable[P, R]:
     """A read-only service call (under ``statements.api``): ``bound_database()`` gives
     it the replica when the routing allows. A read the replica fails (it went down,
     or canceled the query for its recovery) runs once more, on the primary."""
 
     @functools.wraps(function)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         replica = getattr(unwrap(database_proxy), "replica", None)
         if replica is None:
             return function(*args, **kwargs)
@@ -285,7 +292,7 @@ def reads(function: Callable) -> Callable:
 def routed(database: pw.Database) -> pw.Database:
     """``database``, or, inside a ``reads`` call, where its read should run."""
     if getattr(_routing, "reads", False):
-        return database.replica.reader()
+        return database.replica.reader()  # type: ignore[attr-defined, no-any-return]
     return database
 
 

@@ -1,17 +1,22 @@
 """peewee-migrate's Router, made safe for deployments: history with checksums,
 SQLite rebuilds that cannot cascade, PostgreSQL DDL that cannot stall the app."""
 
+from __future__ import annotations
+
 import contextlib
 import datetime as dt
 import hashlib
 import logging
 import re
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import peewee as pw
+from peewee_migrate import Migrator
 from peewee_migrate import Router as _Router
 from peewee_migrate.models import MigrateHistory
 
@@ -41,6 +46,9 @@ from .loading import (  # noqa: F401 (re-exported: runner.migration_files is the
     user_migrations_dir,
 )
 from .schema import HISTORY_TABLE
+
+if TYPE_CHECKING:
+    from ._typing import StrPath
 
 logger = logging.getLogger("bitloot_lite.migrating")
 
@@ -73,7 +81,11 @@ class Router(_Router):
     - A missing or empty migrations folder is an error, not a folder created.
     """
 
-    def __init__(self, database, migrate_dir=None, ddl_lock_timeout=DDL_LOCK_TIMEOUT):
+    if TYPE_CHECKING:  # a Database, or a DatabaseProxy bound to one (__init__ checks)
+        database: pw.Database
+
+    def __init__(self, database: pw.Database, migrate_dir: StrPath | None = None,
+                 ddl_lock_timeout: float | None = DDL_LOCK_TIMEOUT) -> None:
         if not isinstance(unwrap(database), pw.Database):
             raise ConfigurationError(f"expected a connected peewee Database (see "
                                      f"bitloot_lite.connect), not {type(database).__name__}")
@@ -88,7 +100,7 @@ class Router(_Router):
         self.previewing = False
 
     @cached_property
-    def model(self):
+    def model(self) -> type[MigrateHistory]:
         router = self
 
         class History(MigrateHistory):
@@ -106,7 +118,7 @@ class Router(_Router):
             )
         return History
 
-    def _has_checksums(self):
+    def _has_checksums(self) -> bool:
         return any(c.name == "checksum" for c in self.database.get_columns(HISTORY_TABLE))
 
     @cached_property
@@ -125,10 +137,10 @@ class Router(_Router):
         return list(self.files)
 
     @property
-    def done(self):
+    def done(self) -> list[str]:
         return list(self.history())
 
-    def history(self):
+    def history(self) -> dict[str, Applied]:
         """{name: Applied} for the applied migrations, oldest first; read-only."""
         if not self.database.table_exists(HISTORY_TABLE):
             return {}
@@ -159,7 +171,7 @@ class Router(_Router):
                 return matches[0]
         raise UnknownMigration(name, self.todo)
 
-    def checksum(self, name):
+    def checksum(self, name: str) -> str:
         """sha256 of the migration file's bytes."""
         return hashlib.sha256(self.path(name).read_bytes()).hexdigest()
 
@@ -168,13 +180,13 @@ class Router(_Router):
         loaded = self.__dict__.setdefault("_loaded", {})
         if name not in loaded:
             loaded[name] = load_migration(name, self.path(name))
-        return loaded[name]
+        return cast(Migration, loaded[name])
 
-    def scope(self, name):
+    def scope(self, name: str) -> dict[str, Any]:
         """The migration module's globals (migrate, rollback, UPSTREAM ...)."""
         return self.load(name).scope
 
-    def read(self, name):
+    def read(self, name: str) -> tuple[Callable[..., Any], Callable[..., Any] | None]:
         migration = self.load(name)
         return migration.migrate, migration.rollback
 
@@ -193,14 +205,14 @@ class Router(_Router):
         except InvalidMigration:
             return set()
 
-    def require_reversible(self, names) -> None:
+    def require_reversible(self, names: Iterable[str]) -> None:
         """IrreversibleMigration for the first of ``names`` that cannot be rolled back."""
         for name in names:
             migration = self.load(name)
             if migration.irreversible:
                 raise IrreversibleMigration(name, migration.path)
 
-    def record(self, names):
+    def record(self, names: Iterable[str]) -> None:
         """Mark ``names`` applied without running them (adoption, baseline)."""
         with privilege_required("recording migrations as applied", RUN_AS_OWNER), \
                 self.database.atomic():
@@ -208,7 +220,8 @@ class Router(_Router):
                 self.model.create(name=name, migrated_at=_utcnow(), checksum=self.checksum(name))
         self.__dict__.pop("migrator", None)  # replay the new history next time
 
-    def run_one(self, name, migrator, *, fake=True, downgrade=False, force=False):
+    def run_one(self, name: str, migrator: Migrator, *, fake: bool = True, downgrade: bool = False,
+                force: bool = False) -> str:
         if fake:
             return super().run_one(name, migrator, fake=True, downgrade=downgrade, force=force)
         migrate, rollback = self.read(name)
@@ -222,7 +235,7 @@ class Router(_Router):
                 if is_postgres(self.database) and self.ddl_lock_timeout:
                     milliseconds = int(self.ddl_lock_timeout * 1000)
                     self.database.execute_sql(f"SET LOCAL lock_timeout = {milliseconds}")
-                function(migrator, self.database, fake=False)
+                function(migrator, self.database, fake=False)  # type: ignore[misc]  # not None: refused above
                 if not downgrade:
                     self._defer_concurrent_indexes(name, migrator)
                 migrator()
@@ -243,13 +256,13 @@ class Router(_Router):
             raise MigrationFailed(name, direction, cause) from exc
         return name
 
-    def concurrent_indexes(self, name):
+    def concurrent_indexes(self, name: str) -> dict[str, str]:
         """{index: CREATE INDEX CONCURRENTLY ...} that migration ``name`` builds after commit."""
         if not is_postgres(self.database):
             return {}
         return dict(self.scope(name).get("POSTGRES_CONCURRENT_INDEXES", {}))
 
-    def _defer_concurrent_indexes(self, name, migrator):
+    def _defer_concurrent_indexes(self, name: str, migrator: Migrator) -> None:
         """Take the plain builds of the declared concurrent indexes out of the transaction.
 
         The file runs each as a plain CREATE INDEX on PostgreSQL (so that
@@ -278,7 +291,9 @@ class Router(_Router):
             )
         migrator.__ops__ = kept
 
-    def build_concurrent_indexes(self, name, on_wait=None):
+    def build_concurrent_indexes(self, name: str,
+                                 on_wait: Callable[[str | None],
+                                 object] | None = None) -> list[tuple[str, float]]:
         """Build (or finish) the indexes migration ``name`` makes outside its transaction.
 
         Idempotent: a valid index is left alone. An INVALID one (a failed or
@@ -318,12 +333,12 @@ class Router(_Router):
                                f"resolved by hand first{listed}")
         return built
 
-    def unbuilt_indexes(self, name):
+    def unbuilt_indexes(self, name: str) -> list[str]:
         """The indexes migration ``name`` builds after commit that are missing or INVALID
         (a killed or failed build): work ``migrate`` still has to do."""
         return [index for index in self.concurrent_indexes(name) if not self._index_valid(index)]
 
-    def _index_valid(self, index):
+    def _index_valid(self, index: str) -> bool | None:
         row = self.database.execute_sql(
             "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
             "JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -331,7 +346,8 @@ class Router(_Router):
         ).fetchone()
         return None if row is None else row[0]
 
-    def _wait_for_other_builds(self, index, on_wait):
+    def _wait_for_other_builds(self, index: str,
+                               on_wait: Callable[[str | None], object] | None) -> None:
         waited = False
         while True:
             row = self.database.execute_sql(
@@ -347,12 +363,12 @@ class Router(_Router):
             waited = True
             time.sleep(0.2)
 
-    def _foreign_keys_off(self):
+    def _foreign_keys_off(self) -> contextlib.AbstractContextManager[object]:
         if self.previewing or not is_sqlite(self.database):
             return contextlib.nullcontext()
         return SqliteForeignKeysOff(self.database)
 
-    def _check_foreign_keys(self):
+    def _check_foreign_keys(self) -> None:
         if not is_sqlite(self.database):
             return
         broken = self.database.execute_sql("PRAGMA foreign_key_check").fetchall()
@@ -368,15 +384,15 @@ _UNIQUE_VIOLATION = "23505"
 class SqliteForeignKeysOff:
     """Foreign keys off on this SQLite connection for the block (outside any transaction)."""
 
-    def __init__(self, database):
+    def __init__(self, database: pw.Database | pw.Proxy) -> None:
         self.database = database
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         if self.database.in_transaction():
             raise RuntimeError("SQLite migrations cannot run inside a transaction")
         self.database.execute_sql("PRAGMA foreign_keys = OFF")
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.database.execute_sql("PRAGMA foreign_keys = ON")
 
 
@@ -384,11 +400,11 @@ class SqliteForeignKeysOff:
 _PLAIN = re.compile(r"\bCONCURRENTLY\s+", re.IGNORECASE)
 
 
-def _normal(sql):
+def _normal(sql: str) -> str:
     return " ".join(sql.split()).rstrip(";").upper()
 
 
-def _sql_of(op):
+def _sql_of(op: Any) -> str | None:
     """The statement of a ``migrator.sql(...)`` operation; None for any other operation."""
     fn = getattr(op, "fn", None)
     if getattr(fn, "__name__", None) != "sql" or not getattr(op, "args", None):
@@ -396,13 +412,13 @@ def _sql_of(op):
     return op.args[0] if isinstance(op.args[0], str) else None
 
 
-def _utcnow():
+def _utcnow() -> dt.datetime:
     return utcnow().replace(tzinfo=None)  # the history's migrated_at is naive UTC
 
 
-def _aware(value):
+def _aware(value: object) -> Any:
     if isinstance(value, str):
-        value = pw.format_date_time(value, pw.DateTimeField.formats)
+        value = pw.format_date_time(value, pw.DateTimeField.formats)  # type: ignore[attr-defined]
     if isinstance(value, dt.datetime) and value.tzinfo is None:
         value = value.replace(tzinfo=dt.timezone.utc)
     return value

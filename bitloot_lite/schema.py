@@ -24,19 +24,28 @@ constraint. ``compare(actual, expected)`` lists the differences, one readable
 line each; the target itself is ``bitloot_lite.target.expected(backend)``.
 """
 
+from __future__ import annotations
+
 import re
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 import peewee as pw
 
 from .db import is_postgres, is_sqlite
 from .errors import ConfigurationError
 
+#: A snapshot (the shape above): plain JSON-serialisable data.
+Snapshot = dict[str, Any]
+#: compare's reporter of something present that the target lacks: (kind, table, name, line).
+Extra = Callable[[str, "str | None", "str | None", str], None]
+
 #: peewee-migrate's history table (one row per applied migration): not part of the schema.
 HISTORY_TABLE = "migratehistory"
 
 #: Things a database made by the upstream TypeORM application carries beyond ours:
 #: (kind, table, name or None for any) -> why it is harmless. Reported as notes.
-KNOWN_EXTRAS = {
+KNOWN_EXTRAS: dict[tuple[str, str | None, str | None], str] = {
     ("unique constraint", "payments", "UQ_c9ca05ceb7cc5eae113c2eb57cd"):
         "TypeORM's duplicate of the unique index IDX_payments_externalId",
     ("table", "migrations", None): "TypeORM's migration history table",
@@ -51,7 +60,7 @@ _FK_RULES = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL",
              "d": "SET DEFAULT"}
 
 
-def _norm(text):
+def _norm(text: object) -> str | None:
     """``text`` with runs of whitespace made one space (None stays None)."""
     return None if text is None else " ".join(str(text).split())
 
@@ -59,7 +68,7 @@ def _norm(text):
 # -- reading the live schema ------------------------------------------------------------
 
 
-def snapshot(database):
+def snapshot(database: pw.Database) -> Snapshot:
     """The live schema of ``database`` (SQLite or PostgreSQL) as plain data."""
     if is_postgres(database):
         return _snapshot_postgres(database)
@@ -68,13 +77,14 @@ def snapshot(database):
     raise ConfigurationError(f"cannot read the schema of a {type(database).__name__}")
 
 
-def new_table(columns):
+def new_table(columns: list[dict[str, Any]]) -> dict[str, Any]:
     """An empty table entry of a snapshot, with ``columns``."""
     return {"columns": columns, "primary_key": None, "foreign_keys": [], "unique": [],
             "checks": [], "indexes": [], "comments": {}}
 
 
-def finish(backend, tables, enums):
+def finish(backend: str, tables: dict[str, dict[str, Any]],
+           enums: dict[str, list[str]]) -> Snapshot:
     """A snapshot from its parts, every list sorted so that equal schemas compare equal."""
     for table in tables.values():
         for key in ("foreign_keys", "unique"):
@@ -141,12 +151,12 @@ def current_schema(database: pw.Database) -> str:
         raise ConfigurationError(f"no schema of the search_path ({path}) exists in this "
                                  "database: create it, or fix the URL's options or the "
                                  "role's search_path")
-    return schema
+    return cast(str, schema)
 
 
-def _snapshot_postgres(database):
+def _snapshot_postgres(database: pw.Database) -> Snapshot:
     current_schema(database)  # a clear error rather than "every table missing"
-    tables = {}
+    tables: dict[str, dict[str, Any]] = {}
     for table, name, type_, notnull, default, comment in database.execute_sql(
         _PG_COLUMNS, (HISTORY_TABLE,)
     ):
@@ -178,18 +188,18 @@ def _snapshot_postgres(database):
             if not valid:  # an interrupted CREATE INDEX CONCURRENTLY: not used, not complete
                 index["valid"] = False
             tables[table]["indexes"].append(index)
-    enums = {}
+    enums: dict[str, list[str]] = {}
     for name, label in database.execute_sql(_PG_ENUMS):
         enums.setdefault(name, []).append(label)
     return finish("postgres", tables, enums)
 
 
-def _pragma(database, pragma, name):
+def _pragma(database: pw.Database, pragma: str, name: str) -> list[Any]:
     quoted = name.replace('"', '""')
-    return database.execute_sql(f'PRAGMA {pragma}("{quoted}")').fetchall()
+    return cast(list[Any], database.execute_sql(f'PRAGMA {pragma}("{quoted}")').fetchall())
 
 
-def _snapshot_sqlite(database):
+def _snapshot_sqlite(database: pw.Database) -> Snapshot:
     tables = {}
     rows = database.execute_sql(
         "SELECT name, sql FROM sqlite_master WHERE type = 'table' "
@@ -197,7 +207,7 @@ def _snapshot_sqlite(database):
     for table, sql in rows.fetchall():
         info = [row for row in _pragma(database, "table_xinfo", table) if row[6] != 1]
         entry = tables[table] = new_table([
-            {"name": name, "type": _norm(type_).upper(), "nullable": not notnull,
+            {"name": name, "type": _norm(type_).upper(), "nullable": not notnull,  # type: ignore[union-attr]
              "default": _norm(default)}
             for _cid, name, type_, notnull, default, _pk, _hidden in info])
         parsed = _parse_create_table(sql)
@@ -205,7 +215,7 @@ def _snapshot_sqlite(database):
         if pk:
             entry["primary_key"] = {"name": parsed["pk"], "columns": pk}
         entry["checks"] = parsed["checks"]
-        fks = {}
+        fks: dict[int, dict[str, Any]] = {}
         for fk_id, _seq, ref, src, dst, on_update, on_delete, _match in sorted(
             _pragma(database, "foreign_key_list", table), key=lambda row: row[:2]
         ):
@@ -239,7 +249,7 @@ _COLUMN_CONSTRAINT = {"PRIMARY", "NOT", "NULL", "UNIQUE", "CHECK", "DEFAULT", "C
                       "REFERENCES", "GENERATED", "AS"}
 
 
-def _tokens(text):
+def _tokens(text: str) -> list[str]:
     """The top-level tokens of ``text``; a parenthesised group is one token, as written."""
     tokens, depth, start = [], 0, 0
     for match in _TOKEN.finditer(text):
@@ -256,31 +266,31 @@ def _tokens(text):
     return tokens
 
 
-def _ident(token):
+def _ident(token: str) -> str:
     if token[:1] in "\"`[" and len(token) > 1:
         return token[1:-1].replace(token[0] * 2, token[0]) if token[0] != "[" else token[1:-1]
     return token
 
 
-def _split(tokens):
+def _split(tokens: list[str]) -> list[list[str]]:
     """``tokens`` cut at their top-level commas."""
-    parts = [[]]
+    parts: list[list[str]] = [[]]
     for token in tokens:
         parts.append([]) if token == "," else parts[-1].append(token)
     return parts
 
 
-def _column_list(group):
+def _column_list(group: str) -> tuple[str, ...]:
     return tuple(_ident(part[0]) for part in _split(_tokens(group[1:-1])) if part)
 
 
-def _parse_create_table(sql):
+def _parse_create_table(sql: str) -> dict[str, Any]:
     """Constraint names and CHECKs from SQLite's stored CREATE TABLE text (PRAGMAs omit them).
 
     Returns {"pk": name, "fks": {columns: name}, "uniques": {columns: name}, "checks": [...]}.
     """
     body = next((token for token in _tokens(sql) if token.startswith("(")), "()")
-    found = {"pk": None, "fks": {}, "uniques": {}, "checks": []}
+    found: dict[str, Any] = {"pk": None, "fks": {}, "uniques": {}, "checks": []}
     for tokens in _split(_tokens(body[1:-1])):
         words = [token.upper() for token in tokens] + ["", "", ""]
         if words[0] in ("CONSTRAINT", "PRIMARY", "FOREIGN", "UNIQUE", "CHECK"):  # table constraint
@@ -301,7 +311,8 @@ def _parse_create_table(sql):
     return found
 
 
-def _record(found, kind, name, columns, group):
+def _record(found: dict[str, Any], kind: str, name: str | None, columns: tuple[str, ...],
+            group: str) -> None:
     if kind == "PRIMARY":
         found["pk"] = name
     elif kind in ("FOREIGN", "REFERENCES"):
@@ -320,7 +331,7 @@ _ITEMS = (("foreign key", "foreign_keys", "columns"), ("unique constraint", "uni
           ("check", "checks", "expression"), ("index", "indexes", "columns"))
 
 
-def _fmt(value):
+def _fmt(value: object) -> str:
     if isinstance(value, list):
         return "(" + ", ".join(map(str, value)) + ")"
     if isinstance(value, bool):
@@ -328,11 +339,11 @@ def _fmt(value):
     return "none" if value is None else str(value)
 
 
-def _null(nullable):
+def _null(nullable: object) -> str:
     return "nullable" if nullable else "NOT NULL"
 
 
-def compare(actual, expected, notes=None):
+def compare(actual: Snapshot, expected: Snapshot, notes: list[str] | None = None) -> list[str]:
     """The differences between two snapshots, one readable line each; [] when they match.
 
     Extras listed in KNOWN_EXTRAS are not differences: they are appended to ``notes``
@@ -340,9 +351,10 @@ def compare(actual, expected, notes=None):
     """
     if actual["backend"] != expected["backend"]:
         return [f"backend {actual['backend']}, expected {expected['backend']}"]
+    diffs: list[str]
     diffs, notes = [], [] if notes is None else notes
 
-    def extra(kind, table, name, message):
+    def extra(kind: str, table: str | None, name: str | None, message: str) -> None:
         reason = KNOWN_EXTRAS.get((kind, table, name)) or KNOWN_EXTRAS.get((kind, table, None))
         (notes if reason else diffs).append(f"{message} ({reason})" if reason else message)
 
@@ -365,7 +377,8 @@ def compare(actual, expected, notes=None):
     return diffs
 
 
-def _compare_table(table, have, want, diffs, extra):
+def _compare_table(table: str, have: dict[str, Any], want: dict[str, Any], diffs: list[str],
+                   extra: Extra) -> None:
     columns = {column["name"]: column for column in have["columns"]}
     wanted = {column["name"]: column for column in want["columns"]}
     for name, column in wanted.items():
@@ -404,8 +417,10 @@ def _compare_table(table, have, want, diffs, extra):
         _compare_items(kind, table, have[key], want[key], ident, diffs, extra)
 
 
-def _compare_items(kind, table, have, want, ident, diffs, extra):
+def _compare_items(kind: str, table: str, have: list[dict[str, Any]], want: list[dict[str, Any]],
+                   ident: str, diffs: list[str], extra: Extra) -> None:
     """Pair constraints or indexes by name, else by ``ident`` (columns, expression); compare."""
+    pairs: list[tuple[dict[str, Any], dict[str, Any]]]
     unmatched, pairs = list(have), []
     for by in ("name", ident):
         for wanted in [w for w in want if all(w is not p[1] for p in pairs)]:
@@ -427,11 +442,12 @@ def _compare_items(kind, table, have, want, ident, diffs, extra):
                      for field in wanted if item[field] != wanted[field])
 
 
-def _label(item, ident):
+def _label(item: dict[str, Any], ident: str) -> str:
     return item["name"] or _fmt(item[ident] if ident == "columns" else [item[ident]])
 
 
-def compare_models(database, models, live=None):
+def compare_models(database: pw.Database, models: Iterable[type[pw.Model]],
+                   live: Snapshot | None = None) -> list[str]:
     """How the live tables differ from what ``models`` (peewee Model classes) declare.
 
     Checks tables, column names, nullability and each foreign key's target and ON DELETE.

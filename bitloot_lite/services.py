@@ -13,13 +13,19 @@ statement per row; ids are uuid4 made in Python, so no RETURNING is needed to
 learn them. Checks that fail are diagnosed afterwards, off the fast path.
 """
 
+from __future__ import annotations
+
+import datetime as dt
 import decimal
 import json
 import uuid
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import peewee as pw
 
 from . import validating as check
+from ._typing import Amount, ItemDict, OrderStatusName, PaymentFields, PaymentStatusName
 from .errors import (
     DuplicateKeys,
     InvalidPaymentTransition,
@@ -53,6 +59,13 @@ from .statements import (
     write,
 )
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._typing import Cursor
+
+M = TypeVar("M", bound=pw.Model)
+
 S = OrderStatus
 P = PaymentStatus
 
@@ -84,12 +97,12 @@ _SOURCES = {
 }
 
 
-def _mine(value, model):
+def _mine(value: object, model: type[M]) -> M | None:
     """The instance the caller passed, to update in place, if it is one."""
     return value if isinstance(value, model) else None
 
 
-def _current_order(db, oid, order):
+def _current_order(db: pw.Database, oid: str, order: object) -> Order:
     """The order as it is now (``order``, if an instance, updated): after a guarded
     write matched nothing, to say why."""
     row = one(db, "select_order", (oid,))
@@ -105,7 +118,8 @@ _ZERO = "0.00000000"
 
 
 @api
-def create_order(email, items, total=None):
+def create_order(email: str, items: Iterable[tuple[str, int] | ItemDict],
+                 total: Amount | None = None) -> Order:
     """Create an order and its items in one transaction; returns the Order.
 
     ``items``: (product_id, quantity) pairs or {"product_id", "quantity"} dicts.
@@ -123,7 +137,7 @@ def create_order(email, items, total=None):
     order = make(Order, id=order_id, created_at=now, updated_at=now, email=email,
                  status=S.CREATED, total=amount, kinguin_reservation_id=None)
     order.items = []
-    params = [oid, email, total, stamp, stamp]
+    params: list[Any] = [oid, email, total, stamp, stamp]
     for item_id, (product, quantity) in zip(item_ids, lines, strict=True):
         params += (item_id, oid, product, quantity, stamp, stamp)
         item = make(OrderItem, id=uuid.UUID(item_id), created_at=now, updated_at=now,
@@ -141,7 +155,7 @@ def create_order(email, items, total=None):
 
 
 @api
-def set_status(order, status):
+def set_status(order: Order | uuid.UUID | str, status: OrderStatus | OrderStatusName) -> Order:
     """Move ``order`` to ``status`` along ORDER_MOVES; the same status again is a no-op.
 
     Returns the Order (the instance passed, updated, if one was).
@@ -163,7 +177,7 @@ def set_status(order, status):
 
 
 @api
-def attach_reservation(order, reservation_id):
+def attach_reservation(order: Order | uuid.UUID | str, reservation_id: str) -> Order:
     """Attach a Kinguin reservation to a paid order; the same id again is a no-op.
 
     Refused (ReservationConflict) if the order holds another reservation or
@@ -208,7 +222,7 @@ _STORAGE_REF_UNIQUE = ("UQ_keys_storageRef", "keys.storageRef")
 
 @api
 @reads
-def find_order_by_reservation(reservation_id):
+def find_order_by_reservation(reservation_id: str) -> Order:
     """The order holding Kinguin reservation ``reservation_id`` (one indexed query)."""
     reservation_id = check.text("reservation_id", reservation_id, 255)
     db = bound_database()
@@ -222,7 +236,7 @@ def find_order_by_reservation(reservation_id):
 
 
 @api
-def add_keys(order_item, storage_refs):
+def add_keys(order_item: OrderItem | uuid.UUID | str, storage_refs: Iterable[str]) -> int:
     """Record key references (object-storage keys, never key material) for an item.
 
     One multi-row INSERT per batch of KEY_BATCH refs, in one transaction; refused
@@ -238,9 +252,10 @@ def add_keys(order_item, storage_refs):
     # Sorted, so that keys added together read back (by createdAt, id) in the order given.
     ids = sorted(uuid4s(len(refs)))
 
-    def insert(execute, start, stop):
+    def insert(execute: Callable[..., Cursor], start: int, stop: int) -> None:
         """refs[start:stop], if the item has room for the whole rest of this call
         (so the first batch fails fast); _Refused if it has not."""
+        params: list[Any]
         params = [item_id, item_id, stamp, stamp] if postgres else [item_id, stamp, stamp]
         for key_id, ref in zip(ids[start:stop], refs[start:stop], strict=True):
             params += (key_id, ref)
@@ -278,16 +293,16 @@ def add_keys(order_item, storage_refs):
     raise TooManyKeys(uuid.UUID(item_id), fill[0], fill[1], len(refs))
 
 
-def _existing_refs(db, refs):
+def _existing_refs(db: pw.Database, refs: list[str]) -> list[str]:
     """Which of ``refs`` some key already holds, in the order given (off the fast path)."""
-    found = set()
+    found: set[str] = set()
     for start in range(0, len(refs), KEY_BATCH):
         batch = refs[start:start + KEY_BATCH]
         found.update(ref for (ref,) in run(db, "existing_refs", batch, len(batch)).fetchall())
     return [ref for ref in refs if ref in found]
 
 
-def _write_whole(db, name, params, arg):
+def _write_whole(db: pw.Database, name: str, params: Sequence[Any], arg: Hashable) -> Cursor:
     return write(db, name, params, arg, result=False)  # the Outcome part reports (PostgreSQL)
 
 
@@ -296,7 +311,7 @@ class _Refused(Exception):
 
 
 @api
-def reveal_key(key):
+def reveal_key(key: Key | uuid.UUID | str) -> Key:
     """The Key, with viewed_at set to now the first time only.
 
     Concurrent callers agree: the guarded UPDATE lets exactly one of them set it.
@@ -314,7 +329,7 @@ def reveal_key(key):
 
 @api
 @reads
-def keys_for_order(order):
+def keys_for_order(order: Order | uuid.UUID | str) -> list[Key]:
     """The keys of all the order's items, oldest first (one query)."""
     oid = check.model_id("order", Order, order)
     db = bound_database()
@@ -326,12 +341,13 @@ def keys_for_order(order):
 
 @api
 @reads
-def unviewed_keys(older_than=None, limit=None):
+def unviewed_keys(older_than: dt.timedelta | dt.datetime | None = None,
+                  limit: int | None = None) -> list[Key]:
     """Keys never revealed, oldest first (one query on IDX_keys_createdAt).
 
     ``older_than``: a timedelta (age) or a datetime (naive means UTC); None for all.
     """
-    params = []
+    params: list[Any] = []
     if older_than is not None:
         params.append(check.cutoff("older_than", older_than))
     if limit is not None:
@@ -344,7 +360,7 @@ def unviewed_keys(older_than=None, limit=None):
 # --------------------------------------------------------------------------- payments
 
 
-_PAYMENT_CHECKS = {
+_PAYMENT_CHECKS: dict[str, Callable[[Any], Any]] = {
     "provider": lambda v: check.text("provider", v, 50),
     "price_amount": lambda v: check.money("price_amount", v, Payment.price_amount),
     "price_currency": lambda v: check.text("price_currency", v, 10, required=False),
@@ -356,7 +372,9 @@ _PAYMENT_CHECKS = {
 
 
 @api
-def record_payment(order, external_id, status, **fields):
+def record_payment(order: Order | uuid.UUID | str, external_id: str,
+                   status: PaymentStatus | PaymentStatusName,
+                   **fields: Unpack[PaymentFields]) -> Payment:
     """Record the processor's payment ``external_id`` for ``order``; idempotent.
 
     The first call inserts; a later one moves the status along PAYMENT_MOVES
@@ -370,7 +388,7 @@ def record_payment(order, external_id, status, **fields):
     oid = check.model_id("order", Order, order)
     for name in fields:
         if name not in _PAYMENT_CHECKS:
-            raise ValidationError(name, fields[name], "is not a payment field")
+            raise ValidationError(name, fields[name], "is not a payment field")  # type: ignore[literal-required]
     given = {name: _PAYMENT_CHECKS[name](value) for name, value in fields.items()}
     db = bound_database()
     now = timestamps(db)[1]
@@ -414,7 +432,7 @@ def record_payment(order, external_id, status, **fields):
     raise StorageError("record_payment", "the payment kept changing under us")
 
 
-def _stored(field, value):
+def _stored(field: pw.Field[Any], value: Any) -> object:
     """A checked value as it will read back, to compare with what is stored."""
     if value is None:
         return None
@@ -427,9 +445,12 @@ def _stored(field, value):
 
 
 @api
-def record_webhook(external_id, webhook_type, payload, signature=None, *, signature_valid=False,
-                   processed=False, order=None, payment_id=None, payment_status=None,
-                   result=None, error=None, source_ip=None):
+def record_webhook(external_id: str, webhook_type: str, payload: Any,
+                   signature: str | None = None, *, signature_valid: bool = False,
+                   processed: bool = False, order: Order | uuid.UUID | str | None = None,
+                   payment_id: str | None = None, payment_status: str | None = None,
+                   result: Any = None, error: str | None = None,
+                   source_ip: str | None = None) -> WebhookLog:
     """Log a received webhook; a repeat delivery increments attempt_count instead.
 
     One INSERT ... ON CONFLICT on UQ_webhook_idempotency (externalId,

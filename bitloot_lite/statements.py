@@ -13,7 +13,10 @@ runs the statement that is a call's whole write, and ``atomic`` several, so
 that a failure inside the caller's transaction undoes only the call.
 """
 
+from __future__ import annotations
+
 import contextlib
+import datetime as dt
 import functools
 import hashlib
 import itertools
@@ -22,6 +25,9 @@ import os
 import re
 import sqlite3
 import time
+from collections.abc import Callable, Hashable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 
 import peewee as pw
 
@@ -37,7 +43,16 @@ from .errors import (
     TransactionLost,
 )
 from .fields import utcnow
-from .models import Key, Order, OrderItem, Payment, WebhookLog
+from .models import BaseModel, Key, Order, OrderItem, OrderStatus, Payment, WebhookLog
+
+if TYPE_CHECKING:
+    from ._typing import Cursor
+
+P = ParamSpec("P")
+R = TypeVar("R")
+M = TypeVar("M", bound=BaseModel)
+#: A statement's builder: (postgres, arg) -> its text, or its parts (run as one string).
+Builder = Callable[[bool, Any], "str | tuple[str, ...]"]
 
 try:
     import psycopg2
@@ -58,9 +73,10 @@ KEY_BATCH = 5000
 #: amortises its planning, and would leave one long-lived plan per size.
 PREPARE_ROWS = 64
 
-_BUILDERS = {}
+_BUILDERS: dict[str, Builder] = {}
 
-def run(db, name, params=(), arg=None, savepoint=None):
+def run(db: pw.Database, name: str, params: Sequence[Any] = (), arg: Hashable = None,
+        savepoint: str | None = None) -> Cursor:
     """Execute statement ``name`` on ``db``; returns the cursor.
 
     ``savepoint`` (PostgreSQL): "open" sends ``SAVEPOINT`` in the same query
@@ -92,7 +108,8 @@ def _run_postgres(db, name, params, arg, savepoint):
     return reconnecting(_execute_prepared, db, text, params, prepares, repeatable=repeatable)
 
 
-def _execute_prepared(db, text, params, prepares):
+def _execute_prepared(db: pw.Database, text: str, params: Sequence[Any],
+                      prepares: tuple[tuple[str, str], ...]) -> Cursor:
     if prepares:
         prepared.ensure(db, prepares)
     return _execute(db, text, params)
@@ -102,7 +119,7 @@ def _execute_prepared(db, text, params, prepares):
 _PEEWEE_LOGGER = logging.getLogger("peewee")
 
 
-def _execute(db, text, params):
+def _execute(db: pw.Database, text: str, params: Sequence[Any]) -> Cursor:
     """``text`` on a new cursor of ``db``; returns the cursor.
 
     Straight to the driver, as peewee's own BEGIN and COMMIT are, unless
@@ -112,13 +129,13 @@ def _execute(db, text, params):
     """
     if (getattr(db, "query_hooks", None) or "execute_sql" in vars(db)
             or _PEEWEE_LOGGER.isEnabledFor(logging.DEBUG)):
-        return db.execute_sql(text, params)
-    cursor = db.cursor()
+        return cast("Cursor", db.execute_sql(text, params))
+    cursor: Cursor = db.cursor()
     cursor.execute(text, params)
     return cursor
 
 
-def sql(db, name, arg=None):
+def sql(db: pw.Database, name: str, arg: Hashable = None) -> str:
     """The plain SQL of statement ``name`` for ``db``'s backend (for EXPLAIN, say)."""
     postgres = isinstance(db, pw.PostgresqlDatabase)
     return "; ".join(_placeholders(part, postgres) for part in _parts(name, postgres, arg))
@@ -141,7 +158,7 @@ def _compile(name, postgres, arg, savepoint, prepare):
             continue
         statement_name = "bitloot_" + hashlib.sha1(part.encode()).hexdigest()[:16]
         numbers = itertools.count(1)
-        body = re.sub(r"\?", lambda _, numbers=numbers: f"${next(numbers)}", part)
+        body = re.sub(r"\?", lambda _, numbers=numbers: f"${next(numbers)}", part)  # type: ignore[misc]
         prepares.append((statement_name, f"PREPARE {statement_name} AS {body}"))
         count = part.count("?")
         arguments = f" ({', '.join(['%s'] * count)})" if count else ""
@@ -157,19 +174,19 @@ class Outcome(str):
     single round trip while its result (all psycopg2 keeps) is this read's."""
 
 
-def _parts(name, postgres, arg):
+def _parts(name: str, postgres: bool, arg: Hashable) -> tuple[str, ...]:
     parts = _BUILDERS[name](postgres, arg)
     return (parts,) if isinstance(parts, str) else parts
 
 
-def _placeholders(text, postgres):
+def _placeholders(text: str, postgres: bool) -> str:
     return text.replace("?", "%s") if postgres else text
 
 
 # --------------------------------------------------------------------------- running
 
 
-def api(function):
+def api(function: Callable[P, R]) -> Callable[P, R]:
     """Translate database errors into StorageError, with no driver exception chained.
 
     The error is raised after the ``except`` block: ``raise ... from None``
@@ -178,7 +195,7 @@ def api(function):
     """
 
     @functools.wraps(function)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         started = time.monotonic()  # whether SQLite waited before it said busy
         try:
             return function(*args, **kwargs)
@@ -192,7 +209,7 @@ def api(function):
     return wrapper
 
 
-def _translate(operation, exc, waited):
+def _translate(operation: str, exc: BaseException, waited: float) -> StorageError:
     """The StorageError for driver error ``exc`` raised by service call ``operation``
     after ``waited`` seconds."""
     lost = _transaction_lost(exc)
@@ -206,7 +223,7 @@ def _translate(operation, exc, waited):
     return StorageError(operation, _describe(exc))
 
 
-def _declined_to_wait(exc, waited, seconds):
+def _declined_to_wait(exc: BaseException, waited: float, seconds: float | None) -> bool:
     """Whether SQLite said busy without waiting its busy timeout: inside a transaction
     that has read, it never waits to write (SQLITE_BUSY_SNAPSHOT, or plain SQLITE_BUSY
     when another connection holds the write lock; only the time tells that one apart
@@ -215,10 +232,10 @@ def _declined_to_wait(exc, waited, seconds):
         if getattr(error, "sqlite_errorname", None) == "SQLITE_BUSY_SNAPSHOT":
             return True
     # The busy handler gives up only once the whole timeout has passed.
-    return bool(seconds) and waited < seconds / 2
+    return bool(seconds) and waited < seconds / 2  # type: ignore[operator]  # bool(): not None
 
 
-def _transaction_lost(exc):
+def _transaction_lost(exc: BaseException) -> bool:
     """Whether SQLite rolled back the caller's whole transaction with ``exc``."""
     try:
         db = bound_database()
@@ -227,7 +244,7 @@ def _transaction_lost(exc):
     lost = getattr(db, "transaction_lost", None)
     if lost is None or not lost():
         return False
-    db.note_lost(exc)
+    db.note_lost(exc)  # type: ignore[attr-defined]  # db.SqliteDatabase, as transaction_lost
     return True
 
 
@@ -235,7 +252,7 @@ def _transaction_lost(exc):
 _FOREIGN_KEY_SQLSTATE = "23503"
 
 
-def foreign_key_violation(exc):
+def foreign_key_violation(exc: BaseException) -> bool:
     """Whether driver error ``exc`` is a foreign key violation: the row referred to is gone."""
     original = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
     if getattr(original, "pgcode", None) == _FOREIGN_KEY_SQLSTATE:
@@ -247,7 +264,7 @@ def foreign_key_violation(exc):
 _BUSY_SQLSTATES = ("55P03",)
 
 
-def _is_busy(exc):
+def _is_busy(exc: BaseException) -> bool:
     for error in (exc, exc.args[0] if exc.args else None, exc.__cause__, exc.__context__):
         if isinstance(error, BaseException) and (
             getattr(error, "pgcode", None) in _BUSY_SQLSTATES
@@ -259,18 +276,18 @@ def _is_busy(exc):
     return False
 
 
-def _busy_timeout():
+def _busy_timeout() -> float | None:
     """The bound SQLite database's busy timeout in seconds (None if unknown)."""
     try:
         db = bound_database()
         if isinstance(db, pw.SqliteDatabase):
-            return db.execute_sql("PRAGMA busy_timeout").fetchone()[0] / 1000
+            return cast(float, db.execute_sql("PRAGMA busy_timeout").fetchone()[0] / 1000)
     except Exception:  # noqa: BLE001 - only for the message
         pass
     return None
 
 
-def _describe(exc):
+def _describe(exc: BaseException) -> str:
     """Driver error class and SQLSTATE; the text only where it cannot hold data."""
     original = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
     name = type(original).__name__
@@ -291,7 +308,7 @@ _UNIQUE_VIOLATION = "23505"
 _SQLITE_UNIQUE = "UNIQUE constraint failed: "
 
 
-def unique_violation(exc):
+def unique_violation(exc: BaseException) -> str | None:
     """What a unique violation ``exc`` names: the index on PostgreSQL, "table.column"
     on SQLite (SQLite names no index); None if ``exc`` is no unique violation."""
     original = driver_error(exc)
@@ -305,7 +322,7 @@ def unique_violation(exc):
     return None
 
 
-def bound_database():
+def bound_database() -> pw.Database:
     """The database the models are bound to; inside a ``replicas.reads`` call, where
     its read should run (its replica, or itself: see replicas.py)."""
     database = unwrap(Order._meta.database)
@@ -321,7 +338,8 @@ RELEASE = 'RELEASE SAVEPOINT "bitloot_lite"'
 _UNDO = ('ROLLBACK TO SAVEPOINT "bitloot_lite"', RELEASE)
 
 
-def write(db, name, params=(), arg=None, result=True):
+def write(db: pw.Database, name: str, params: Sequence[Any] = (), arg: Hashable = None,
+          result: bool = True) -> Cursor:
     """Run statement ``name``, the whole write of a call; returns its cursor.
 
     Outside a transaction the statement is atomic by itself. Inside the
@@ -352,20 +370,21 @@ class atomic:
 
     __slots__ = ("db", "own")
 
-    def __init__(self, db):
+    def __init__(self, db: pw.Database) -> None:
         self.db = db
-        self.own = None
+        self.own: pw._atomic | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         if self.db.in_transaction():
             _execute(self.db, SAVEPOINT, ())
         else:
             self.own = self.db.atomic()
             self.own.__enter__()
 
-    def __exit__(self, kind, value, traceback):
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> bool | None:
         if self.own is not None:
-            return self.own.__exit__(kind, value, traceback)
+            return self.own.__exit__(kind, value, traceback)  # type: ignore[func-returns-value]
         if kind is None:
             _execute(self.db, RELEASE, ())
         else:
@@ -373,7 +392,7 @@ class atomic:
         return None
 
 
-def _undo(db):
+def _undo(db: pw.Database) -> None:
     """Back to our savepoint, and drop it. Nothing to do if the connection is
     gone (the server rolled the transaction back) or SQLite rolled the whole
     transaction back by itself (db.SqliteDatabase then refuses every later
@@ -391,7 +410,7 @@ def _undo(db):
 _VARIANT = "89ab" * 4  # a random hex digit -> the RFC 4122 variant digit
 
 
-def uuid4s(count):
+def uuid4s(count: int) -> list[str]:
     """``count`` random (version 4) UUIDs as text, from one urandom call.
 
     The same 122 random bits as uuid.uuid4(), at a fifth of the cost: that
@@ -403,7 +422,7 @@ def uuid4s(count):
             for i in range(0, 32 * count, 32)]
 
 
-def timestamps(db):
+def timestamps(db: pw.Database) -> tuple[dt.datetime, dt.datetime | str]:
     """Now, as an aware UTC datetime and as the parameter a timestamp column takes.
 
     SQLite gets the text that peewee (through sqlite3's adapter) would write,
@@ -414,13 +433,13 @@ def timestamps(db):
     return now, naive if isinstance(db, pw.PostgresqlDatabase) else naive.isoformat(" ")
 
 
-_FIELDS = {
+_FIELDS: dict[type[BaseModel], tuple[tuple[str, Callable[[Any], Any]], ...]] = {
     model: tuple((field.name, field.python_value) for field in model._meta.sorted_fields)
     for model in (Order, OrderItem, Key, Payment, WebhookLog)
 }
 
 
-def load(model, row, into=None):
+def load(model: type[M], row: Sequence[Any], into: M | None = None) -> M:
     """A model instance from a row of ``model``'s columns (in ``sorted_fields`` order).
 
     ``into``, the instance the caller passed, is updated in place and returned.
@@ -434,7 +453,7 @@ def load(model, row, into=None):
     return into
 
 
-def make(model, **data):
+def make(model: type[M], **data: Any) -> M:
     """An instance holding ``data`` as loaded from the database (nothing dirty)."""
     instance = model.__new__(model)  # what Model.__init__ sets, without its defaults
     instance.__data__ = data
@@ -443,19 +462,19 @@ def make(model, **data):
     return instance
 
 
-def one(db, name, params, arg=None):
+def one(db: pw.Database, name: str, params: Sequence[Any], arg: Hashable = None) -> Any:
     return run(db, name, params, arg).fetchone()
 
 
 # --------------------------------------------------------------------------- the statements
 
 
-def _statement(builder):
+def _statement(builder: Builder) -> Builder:
     _BUILDERS[builder.__name__] = builder
     return builder
 
 
-def _columns(model, alias=None):
+def _columns(model: type[BaseModel], alias: str | None = None) -> str:
     """Every column of ``model``, in ``sorted_fields`` order (the order rows are loaded in)."""
     prefix = f'"{alias}".' if alias else ""
     return ", ".join(f'{prefix}"{field.column_name}"' for field in model._meta.sorted_fields)
@@ -467,13 +486,13 @@ PAYMENT = _columns(Payment)
 
 
 @_statement
-def insert_order(postgres, _):
+def insert_order(postgres: bool, _: object) -> str:
     return ('INSERT INTO "orders" ("id", "email", "status", "total", "createdAt", "updatedAt") '
             "VALUES (?, ?, 'created', ?, ?, ?)")
 
 
 @_statement
-def insert_items(postgres, rows):
+def insert_items(postgres: bool, rows: int) -> str:
     values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * rows)
     return ('INSERT INTO "order_items" '
             '("id", "orderId", "productId", "quantity", "createdAt", "updatedAt") '
@@ -481,19 +500,19 @@ def insert_items(postgres, rows):
 
 
 @_statement
-def create_order(postgres, rows):
+def create_order(postgres: bool, rows: int) -> str:
     # PostgreSQL only: the order in a data-modifying CTE, so one round trip writes
     # the order and its items atomically (the FK is checked at the end of the statement).
     return f'WITH "new_order" AS ({insert_order(postgres, None)}) {insert_items(postgres, rows)}'
 
 
 @_statement
-def select_order(postgres, _):
+def select_order(postgres: bool, _: object) -> str:
     return f'SELECT {ORDER} FROM "orders" WHERE "id" = ?'
 
 
 @_statement
-def move_order(postgres, arg):
+def move_order(postgres: bool, arg: tuple[OrderStatus, tuple[OrderStatus, ...]]) -> str:
     """The status change, guarded by the statuses it may come from (and, to
     fulfilled, by every item having all its keys), so a racing caller cannot
     slip an illegal move between a check and the write."""
@@ -509,13 +528,13 @@ def move_order(postgres, arg):
 
 
 @_statement
-def order_fill(postgres, _):
+def order_fill(postgres: bool, _: object) -> str:
     return ('SELECT "i"."quantity", (SELECT count(*) FROM "keys" AS "k" '
             'WHERE "k"."orderItemId" = "i"."id") FROM "order_items" AS "i" WHERE "i"."orderId" = ?')
 
 
 @_statement
-def attach_reservation(postgres, _):
+def attach_reservation(postgres: bool, _: object) -> str:
     return ('UPDATE "orders" SET "kinguinReservationId" = ?, "updatedAt" = ? '
             "WHERE \"id\" = ? AND \"status\" = 'paid' AND \"kinguinReservationId\" IS NULL "
             'AND NOT EXISTS (SELECT 1 FROM "orders" AS "other" '
@@ -524,7 +543,7 @@ def attach_reservation(postgres, _):
 
 
 @_statement
-def find_order_by_reservation(postgres, _):
+def find_order_by_reservation(postgres: bool, _: object) -> str:
     # A plain equality on the column: an index on it serves it (the planners prefer 006's
     # UQ_orders_kinguinReservationId, which also makes the LIMIT a formality).
     return (f'SELECT {ORDER} FROM "orders" WHERE "kinguinReservationId" = ? '
@@ -532,7 +551,7 @@ def find_order_by_reservation(postgres, _):
 
 
 @_statement
-def insert_keys(postgres, rows):
+def insert_keys(postgres: bool, rows: int) -> str | tuple[str, ...]:
     """A batch of keys, written only if the item's quantity leaves room for ``?`` more.
 
     The check is in the statement that writes. On PostgreSQL a concurrent call
@@ -562,13 +581,13 @@ def insert_keys(postgres, rows):
 
 
 @_statement
-def item_fill(postgres, _):
+def item_fill(postgres: bool, _: object) -> str:
     return ('SELECT "quantity", (SELECT count(*) FROM "keys" WHERE "orderItemId" = ?) '
             'FROM "order_items" WHERE "id" = ?')
 
 
 @_statement
-def existing_refs(postgres, rows):
+def existing_refs(postgres: bool, rows: int) -> str:
     """Which of ``rows`` storage references some key already holds (UQ_keys_storageRef)."""
     values = ", ".join(["(?)"] * rows)
     return (f'SELECT "storageRef" FROM "keys" WHERE "storageRef" IN (SELECT "column1" '
@@ -576,19 +595,19 @@ def existing_refs(postgres, rows):
 
 
 @_statement
-def reveal_key(postgres, _):
+def reveal_key(postgres: bool, _: object) -> str:
     # Guarded by "viewedAt" IS NULL: of racing callers, exactly one sets it.
     return ('UPDATE "keys" SET "viewedAt" = ?, "updatedAt" = ? '
             f'WHERE "id" = ? AND "viewedAt" IS NULL RETURNING {KEY}')
 
 
 @_statement
-def select_key(postgres, _):
+def select_key(postgres: bool, _: object) -> str:
     return f'SELECT {KEY} FROM "keys" WHERE "id" = ?'
 
 
 @_statement
-def keys_for_order(postgres, _):
+def keys_for_order(postgres: bool, _: object) -> str:
     # LEFT JOINs from the order: no row at all means no such order; a row of
     # NULLs, an order without keys.
     return (f'SELECT {_columns(Key, "k")} FROM "orders" AS "o" '
@@ -598,7 +617,7 @@ def keys_for_order(postgres, _):
 
 
 @_statement
-def unviewed_keys(postgres, arg):
+def unviewed_keys(postgres: bool, arg: tuple[bool, bool]) -> str:
     older, limited = arg
     return (f'SELECT {KEY} FROM "keys" WHERE "viewedAt" IS NULL'
             + (' AND "createdAt" < ?' if older else "")
@@ -607,7 +626,7 @@ def unviewed_keys(postgres, arg):
 
 
 @_statement
-def insert_payment(postgres, _):
+def insert_payment(postgres: bool, _: object) -> str:
     # INSERT ... SELECT from orders: no row (rather than a foreign key error) if
     # the order does not exist; ON CONFLICT: no row if the payment already does.
     return ('INSERT INTO "payments" ("id", "externalId", "provider", "status", "rawPayload", '
@@ -618,12 +637,12 @@ def insert_payment(postgres, _):
 
 
 @_statement
-def select_payment(postgres, _):
+def select_payment(postgres: bool, _: object) -> str:
     return f'SELECT {PAYMENT} FROM "payments" WHERE "externalId" = ?'
 
 
 @_statement
-def update_payment(postgres, columns):
+def update_payment(postgres: bool, columns: tuple[str, ...]) -> str:
     """Compare-and-set: applies only if the status is still the one we read."""
     assignments = "".join(f', "{column}" = ?' for column in columns)
     return (f'UPDATE "payments" SET "status" = ?{assignments}, "updatedAt" = ? '
@@ -631,7 +650,7 @@ def update_payment(postgres, columns):
 
 
 @_statement
-def record_webhook(postgres, _):
+def record_webhook(postgres: bool, _: object) -> str:
     # The upsert is atomic on both backends: racing duplicates leave one row.
     return ('INSERT INTO "webhook_logs" ("id", "externalId", "webhookType", "payload", '
             '"signature", "signatureValid", "processed", "orderId", "paymentId", "paymentStatus", '

@@ -5,10 +5,13 @@ the differences the migrations make there (TEXT uuids and JSON,
 CHECKs in place of enums).
 """
 
+from __future__ import annotations
+
 import copy
+from typing import Any
 
 from .errors import ConfigurationError
-from .schema import finish, new_table
+from .schema import Snapshot, finish, new_table
 
 #: The default of a uuid id on SQLite (gen_random_uuid()'s stand-in), as SQLite reports it:
 #: the migrations' DEFAULT (...) without its outer parentheses.
@@ -95,7 +98,7 @@ _COMMENTS = {("orders", "kinguinReservationId"):
              "Kinguin reservation ID for tracking fulfillment status"}
 
 
-def _one_of(enum):
+def _one_of(enum: str) -> str:
     return '"status" IN (' + ", ".join(f"'{label}'" for label in ENUMS[enum]) + ")"
 
 
@@ -113,7 +116,7 @@ _SQLITE_DEFAULTS = {"gen_random_uuid()": SQLITE_UUID_DEFAULT, "now()": "CURRENT_
                     "false": "0"}
 
 
-def _sqlite_column(name, type_, nullable, default):
+def _sqlite_column(name: str, type_: str, nullable: bool, default: str | None) -> dict[str, Any]:
     """The SQLite column the migrations make for a PostgreSQL column of SCHEMA.md."""
     sqlite_type = _SQLITE_TYPES.get(type_, type_.replace("character varying", "varchar").upper())
     if default is not None:
@@ -121,9 +124,9 @@ def _sqlite_column(name, type_, nullable, default):
     return {"name": name, "type": sqlite_type, "nullable": nullable, "default": default}
 
 
-def _build(backend):
+def _build(backend: str) -> Snapshot:
     postgres = backend == "postgres"
-    tables = {}
+    tables: dict[str, dict[str, Any]] = {}
     for table, columns in _COLUMNS.items():
         tables[table] = entry = new_table([
             {"name": name, "type": type_, "nullable": nullable, "default": default}
@@ -164,7 +167,7 @@ _TABLES_OF_STEP = {1: ("orders", "order_items"), 2: ("payments",), 3: ("webhook_
 _ENUM_OF_STEP = {2: "payments_status_enum", 4: "orders_status_enum"}
 
 
-def expected(backend, step=None):
+def expected(backend: str, step: int | None = None) -> Snapshot:
     """A fresh copy of the schema on ``backend`` ("postgres"/"sqlite") after migration
     number ``step`` (0..6; None: all of them).
 
@@ -220,7 +223,7 @@ PHASE1_ADD_COLUMN = {
 }
 
 
-def expected_phase1(backend, step):
+def expected_phase1(backend: str, step: int) -> Snapshot:
     """The schema after migration number ``step`` (1..STEPS) as upstream's Phase-1
     migrations made it: ``expected(backend, step)`` without order_items.quantity."""
     if step is None or isinstance(step, bool) or not isinstance(step, int) or step < 1:

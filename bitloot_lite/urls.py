@@ -125,13 +125,13 @@ def scrub(text: str, url: str) -> str:
     return redact(text, url_secrets(url))
 
 
-def _scheme(url):
+def _scheme(url: str) -> tuple[str, str]:
     """("scheme:", the rest), or ("", url) when it has none."""
     match = _SCHEME.match(url)
     return (match.group(), url[match.end():]) if match else ("", url)
 
 
-def _userinfo(text):
+def _userinfo(text: str) -> tuple[str | None, str]:
     """(userinfo, what follows its @) of an authority-first ``text``; (None, text) if none.
 
     The userinfo runs to the last ``@`` before the path: a password may hold an
@@ -144,21 +144,21 @@ def _userinfo(text):
     return (userinfo, tail) if at else (None, text)
 
 
-def _is_secret(key):
+def _is_secret(key: str) -> bool:
     return unquote_plus(key).strip().lower() in SECRET_PARAMETERS
 
 
-def _query_pairs(text):
+def _query_pairs(text: str) -> list[tuple[str, str, str]]:
     query = text.partition("?")[2]
     return [pair.partition("=") for pair in query.split("&")] if query else []
 
 
-def _secret_values(text):
+def _secret_values(text: str) -> list[str]:
     """The raw values of secret ``?parameters`` in ``text``."""
     return [value for key, _, value in _query_pairs(text) if _is_secret(key)]
 
 
-def _mask_query(text):
+def _mask_query(text: str) -> str:
     """``text`` (after the authority) with secret parameter values, and any pair without
     ``=`` (the tail of a value holding an unencoded ``&``), as ``***``."""
     head, question, query = text.partition("?")

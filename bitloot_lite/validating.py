@@ -6,16 +6,28 @@ Text is refused, never altered: what passes is stored and read back unchanged
 on both backends.
 """
 
+from __future__ import annotations
+
 import datetime as dt
 import decimal
+import enum as _enum
 import ipaddress
 import math
 import re
 import uuid
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast, overload
 
 from .errors import ValidationError
 from .fields import json_text, utcnow
 from .models import OrderStatus, PaymentStatus
+
+if TYPE_CHECKING:
+    from ._typing import Amount
+    from .fields import MoneyField
+    from .models import BaseModel
+
+S = TypeVar("S", bound=_enum.Enum)
 
 #: orders may hold at most this many items: one multi-row INSERT writes them all.
 MAX_ITEMS = 1000
@@ -35,7 +47,14 @@ _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s.]+(?:\.[^@\s.]+)+")
 _JSON_DEPTH = 64
 
 
-def text(field, value, max_length=None, *, required=True, identifier=True):
+@overload
+def text(field: str, value: object, max_length: int | None = None, *,
+         required: Literal[True] = True, identifier: bool = True) -> str: ...
+@overload
+def text(field: str, value: object, max_length: int | None = None, *,
+         required: bool = True, identifier: bool = True) -> str | None: ...
+def text(field: str, value: object, max_length: int | None = None, *, required: bool = True,
+         identifier: bool = True) -> str | None:
     """A string PostgreSQL and SQLite both store unchanged (no NUL, no lone surrogate).
 
     An identifier must also be non-empty, free of control characters and of
@@ -55,7 +74,7 @@ def text(field, value, max_length=None, *, required=True, identifier=True):
     return value
 
 
-def _text_fault(value, max_length):
+def _text_fault(value: str, max_length: int | None) -> str:
     """Why ``text`` refused ``value`` (off the fast path)."""
     if max_length is not None and len(value) > max_length:
         return f"is longer than {max_length} characters"
@@ -76,16 +95,16 @@ _PLAIN_EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f-\x9f\ud800-\udfff]{1,64}@"
                           r"(?:\.[^@\s.\x00-\x1f\x7f-\x9f\ud800-\udfff]+)+")
 
 
-def email(value):
+def email(value: Any) -> str:
     if type(value) is str and len(value) <= 320 and _PLAIN_EMAIL.fullmatch(value):
         return value
     text("email", value, 320)
     if not _EMAIL.fullmatch(value):
         raise ValidationError("email", value, "is not an email address (local@domain.tld)")
-    return value
+    return cast(str, value)  # text() refused anything else
 
 
-def integer(field, value, minimum=1):
+def integer(field: str, value: object, minimum: int = 1) -> int:
     """An int (not a bool) between ``minimum`` and PostgreSQL's integer maximum."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(field, value, f"must be an integer, not {type(value).__name__}")
@@ -94,7 +113,11 @@ def integer(field, value, minimum=1):
     return value
 
 
-def money(field, value, model_field):
+@overload
+def money(field: str, value: Amount, model_field: MoneyField[Any]) -> str: ...
+@overload
+def money(field: str, value: object, model_field: MoneyField[Any]) -> str | None: ...
+def money(field: str, value: object, model_field: MoneyField[Any]) -> str | None:
     """A non-negative amount as ``model_field`` writes it (numeric(20,8); 15 digits on SQLite).
 
     Floats are refused: 0.1 is not 0.1, and money must be exact.
@@ -111,13 +134,13 @@ def money(field, value, model_field):
     if not amount.is_finite() or amount < 0:
         raise ValidationError(field, value, "must be a finite amount of 0 or more")
     try:
-        return model_field.db_value(amount)
+        return cast(str, model_field.db_value(amount))
     except (ValueError, ArithmeticError) as exc:
         reason = str(exc)
     raise ValidationError(field, value, reason)
 
 
-def json_value(field, value, *, required=True):
+def json_value(field: str, value: object, *, required: bool = True) -> str | None:
     """``value`` serialised as the JSON columns store it; it must read back equal."""
     if value is None:
         if required:  # JSON null would be storable, but a missing payload is a bug
@@ -131,7 +154,7 @@ def json_value(field, value, *, required=True):
     raise ValidationError(field, value, reason)
 
 
-def _check_json(field, value, depth):
+def _check_json(field: str, value: object, depth: int) -> None:
     if depth > _JSON_DEPTH:
         raise ValidationError(field, value, f"is nested deeper than {_JSON_DEPTH} levels")
     if value is None or isinstance(value, (bool, int)):
@@ -155,7 +178,11 @@ def _check_json(field, value, depth):
         raise ValidationError(field, value, f"holds a {type(value).__name__}, not a JSON value")
 
 
-def seconds(field, value, *, finite=True):
+@overload
+def seconds(field: str, value: float, *, finite: bool = True) -> float: ...
+@overload
+def seconds(field: str, value: object, *, finite: bool = True) -> float | None: ...
+def seconds(field: str, value: object, *, finite: bool = True) -> float | None:
     """A duration in seconds: an int or float (not a bool), 0 or more; None passes.
 
     ``finite=False`` also lets infinity through (no limit).
@@ -171,13 +198,18 @@ def seconds(field, value, *, finite=True):
     return value
 
 
-def boolean(field, value):
+def boolean(field: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise ValidationError(field, value, f"must be True or False, not {type(value).__name__}")
     return value
 
 
-def status(value, enum=OrderStatus, field="status"):
+@overload
+def status(value: object) -> OrderStatus: ...
+@overload
+def status(value: object, enum: type[S], field: str = "status") -> S: ...
+def status(value: object, enum: type[_enum.Enum] = OrderStatus,
+           field: str = "status") -> _enum.Enum:
     try:
         return enum(value)
     except ValueError:
@@ -185,11 +217,11 @@ def status(value, enum=OrderStatus, field="status"):
     raise ValidationError(field, value, f"is not one of {allowed}")
 
 
-def payment_status(value):
+def payment_status(value: object) -> PaymentStatus:
     return status(value, PaymentStatus)
 
 
-def model_id(field, model, value):
+def model_id(field: str, model: type[BaseModel], value: object) -> str:
     """The canonical id (dashed lower-case UUID text) of a ``model`` instance or id."""
     if isinstance(value, model):
         value = value.id
@@ -210,18 +242,18 @@ def model_id(field, model, value):
     raise ValidationError(field, value, f"is not a {name} or a {name} id (a UUID)")
 
 
-def _plain(value, max_length):
+def _plain(value: object, max_length: int) -> bool:
     """Whether ``text`` passes identifier ``value`` as it is: the fast path of hot loops."""
     return (type(value) is str and 0 < len(value) <= max_length
             and not _BAD_IDENTIFIER.search(value))
 
 
-def items(value):
+def items(value: object) -> list[tuple[str, int]]:
     """[(product_id, quantity), ...] from pairs or {"product_id", "quantity"} dicts."""
     if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
         raise ValidationError("items", value,
                               "must be a list of (product_id, quantity) pairs or dicts")
-    lines = []
+    lines: list[tuple[str, int]] = []
     for item in value:
         if len(lines) == MAX_ITEMS:
             raise ValidationError("items", value, f"an order holds at most {MAX_ITEMS} items")
@@ -236,7 +268,7 @@ def items(value):
     return lines
 
 
-def _item(where, item):
+def _item(where: str, item: object) -> tuple[str, int]:
     """One item, checked field by field (dicts, lists, and every refusal)."""
     if isinstance(item, dict):
         unknown = sorted(map(str, set(item) - {"product_id", "quantity"}))
@@ -250,7 +282,7 @@ def _item(where, item):
     return text(f"{where}.product_id", product, 100), integer(f"{where}.quantity", quantity)
 
 
-def storage_refs(value):
+def storage_refs(value: object) -> list[str]:
     """A list of distinct object-storage keys (never key material)."""
     if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
         raise ValidationError("storage_refs", value, "must be a list of storage references")
@@ -273,14 +305,14 @@ def storage_refs(value):
     return refs
 
 
-def _some(refs, shown=5):
+def _some(refs: Iterable[str], shown: int = 5) -> str:
     """Up to ``shown`` of ``refs``, quoted, and how many more."""
     refs = list(refs)
     text = ", ".join(repr(ref) for ref in refs[:shown])
     return text + (f" and {len(refs) - shown} more" if len(refs) > shown else "")
 
 
-def cutoff(field, value):
+def cutoff(field: str, value: object) -> dt.datetime:
     """A naive UTC datetime from a datetime (naive = UTC) or an age (timedelta)."""
     try:
         if isinstance(value, dt.timedelta):
@@ -298,7 +330,7 @@ def cutoff(field, value):
     raise ValidationError(field, value, reason)
 
 
-def ip_address(field, value):
+def ip_address(field: str, value: Any) -> str | None:
     """An IPv4 or IPv6 address (sourceIp is varchar(45)), stored as given."""
     if value is None:
         return None
@@ -307,4 +339,4 @@ def ip_address(field, value):
         ipaddress.ip_address(value)
     except ValueError:
         raise ValidationError(field, value, "is not an IP address") from None
-    return value
+    return cast(str, value)  # text() refused anything else

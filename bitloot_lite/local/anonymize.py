@@ -15,6 +15,8 @@ import ipaddress
 import json
 import os
 import re
+from collections.abc import Callable
+from typing import Any
 
 #: (table, column) -> kind of the value.
 COLUMNS = {
@@ -55,9 +57,9 @@ def random_salt() -> str:
 class Anonymizer:
     """Pseudonyms for one copy; the same ``salt`` gives the same pseudonyms."""
 
-    def __init__(self, salt: str):
+    def __init__(self, salt: str) -> None:
         self.key = salt.encode("utf-8")
-        self._memo = {}
+        self._memo: dict[tuple[str, str], str] = {}
 
     def digest(self, kind: str, value: str) -> str:
         key = (kind, value)
@@ -107,7 +109,7 @@ class Anonymizer:
         value = _IPV4.sub(lambda m: self.ip(m.group()), value)
         return _IPV6.sub(self._ipv6_match, value)
 
-    def _ipv6_match(self, match):
+    def _ipv6_match(self, match: re.Match[str]) -> str:
         candidate = match.group()
         if not any(c.isalnum() for c in candidate):
             return candidate  # "::" in "Foo::bar"
@@ -124,7 +126,7 @@ class Anonymizer:
         return json.dumps(self.json_value(json.loads(text)), ensure_ascii=False,
                           separators=(",", ":"))
 
-    def json_value(self, value, kind=None):
+    def json_value(self, value: Any, kind: str | None = None) -> Any:
         if isinstance(value, dict):
             return {key: self.json_value(item, PERSONAL_KEYS.get(_key_name(key)))
                     for key, item in value.items()}
@@ -136,11 +138,11 @@ class Anonymizer:
             return self.text(value)
         return value
 
-    def column(self, kind: str):
+    def column(self, kind: str) -> Callable[[Any], Any]:
         """The function that anonymizes a column's value of ``kind`` (None stays None)."""
         function = self.json_text if kind == "json" else getattr(self, kind)
         return lambda value: None if value is None else function(value)
 
 
-def _key_name(key):
+def _key_name(key: object) -> str:
     return str(key).lower().replace("-", "_")

@@ -9,6 +9,8 @@ holds the transaction.
 import contextlib
 import io
 import sqlite3
+from collections.abc import Collection, Iterator, Sequence
+from typing import Any
 
 import peewee as pw
 
@@ -24,10 +26,10 @@ _DATABASE_ERRORS = (pw.PeeweeException, sqlite3.Error) + ((psycopg2.Error,) if p
 
 
 @contextlib.contextmanager
-def storage_errors(operation):
+def storage_errors(operation: str) -> Iterator[None]:
     """A driver's error in the block as a StorageError naming its class and SQLSTATE (and
     the constraint), never the text of a PostgreSQL error, which may quote the data."""
-    error = None
+    error: StorageError | None = None
     try:
         yield
     except _DATABASE_ERRORS as exc:
@@ -36,7 +38,7 @@ def storage_errors(operation):
         raise error
 
 
-def _describe(exc):
+def _describe(exc: BaseException) -> str:
     original = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else exc
     name = type(original).__name__
     code = getattr(original, "pgcode", None)
@@ -55,7 +57,7 @@ CACHE_KIB = 256 * 1024
 
 
 @contextlib.contextmanager
-def big_cache(database):
+def big_cache(database: pw.Database) -> Iterator[None]:
     """A big SQLite page cache for the block (PostgreSQL: nothing), then the one before."""
     if not is_sqlite(database):
         yield
@@ -75,12 +77,12 @@ def quote(name: str) -> str:
 class Writer:
     """Writes row batches into tables of one database, in the caller's transaction."""
 
-    def __init__(self, database):
+    def __init__(self, database: pw.Database) -> None:
         self.database = database
         self.postgres = is_postgres(database)
-        self._sql = {}
+        self._sql: dict[tuple[str, tuple[str, ...]], str] = {}
 
-    def write(self, table: str, columns: tuple, rows: list) -> int:
+    def write(self, table: str, columns: tuple[str, ...], rows: Sequence[Sequence[Any]]) -> int:
         """Insert ``rows`` (tuples in ``columns`` order) into ``table``; returns how many."""
         if not rows:
             return 0
@@ -91,7 +93,7 @@ class Writer:
             cursor.executemany(self._statement(table, columns), rows)
         return len(rows)
 
-    def _statement(self, table, columns):
+    def _statement(self, table: str, columns: tuple[str, ...]) -> str:
         key = (table, columns)
         if key not in self._sql:
             names = ", ".join(map(quote, columns))
@@ -131,7 +133,7 @@ def _copy_text(rows):
 
 
 @contextlib.contextmanager
-def deferred_indexes(database, tables):
+def deferred_indexes(database: pw.Database, tables: Collection[str]) -> Iterator[None]:
     """SQLite, inside the caller's transaction: the secondary indexes of ``tables`` are
     dropped for the block and made again after it, from their own CREATE statements.
 

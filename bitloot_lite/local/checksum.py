@@ -10,7 +10,9 @@ stream by. ``copy`` uses it on both sides of a copy.
 
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import peewee as pw
 
@@ -23,16 +25,16 @@ MODULUS = 1 << 256
 class Column:
     name: str
     kind: str  # uuid, json, ts, money, bool, plain
-    field: object
+    field: Any  # the model's Field (None for a column no model declares: kind "plain")
 
 
 @dataclass(frozen=True)
 class Table:
     name: str
-    columns: tuple
+    columns: tuple[Column, ...]
 
 
-def kind_of(model_field):
+def kind_of(model_field: object) -> str:
     if isinstance(model_field, UUIDField):
         return "uuid"
     if isinstance(model_field, JSONField):
@@ -48,20 +50,20 @@ def kind_of(model_field):
     return "plain"
 
 
-def canonical(column):
+def canonical(column: Column) -> Callable[[Any], str]:
     """value (either backend's, or about to be written) -> the text the checksum uses."""
     kind = column.kind
     if kind == "ts":
         parse = column.field.python_value
 
-        def canonical(value):
+        def canonical(value: Any) -> str:
             if isinstance(value, str):
                 if len(value) == 19:
                     return value + ".000000"
                 if len(value) == 26 and value[10] == " ":
                     return value
                 value = parse(value)
-            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+            return cast(str, value.replace(tzinfo=None).isoformat(" ", "microseconds"))
         return canonical
     if kind == "money":
         quantize = column.field.python_value
@@ -80,14 +82,14 @@ _decode = json.JSONDecoder(parse_int=float).decode
 _encode = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode
 
 
-def canonical_json(text):
+def canonical_json(text: str) -> str:
     return _encode(_decode(text))
 
 
-def row_hasher(table):
+def row_hasher(table: Table) -> Callable[[Sequence[Any]], int]:
     canon = [canonical(column) for column in table.columns]
 
-    def row_hash(row):
+    def row_hash(row: Sequence[Any]) -> int:
         text = "\x1f".join(["\x00" if value is None else c(value)
                             for c, value in zip(canon, row, strict=True)])
         return int.from_bytes(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest(),

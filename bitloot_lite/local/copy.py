@@ -12,10 +12,16 @@ back and compared with what was sent: row count and a content checksum, the
 same canonical form on both sides (an order-free sum of per-row sha256).
 """
 
+from __future__ import annotations
+
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+import peewee as pw
 
 from ..db import is_postgres
 from ..errors import (
@@ -32,6 +38,14 @@ from .anonymize import COLUMNS as PERSONAL_COLUMNS
 from .anonymize import Anonymizer
 from .bulk import Writer, big_cache, quote, storage_errors
 from .checksum import Column, Table, hexdigest, kind_of, row_hasher
+
+if TYPE_CHECKING:
+    from ..runner import Router
+
+#: ``progress(label, done, total)``, after each batch.
+Progress = Callable[[str, int, int], object]
+#: (SQL of the subset's order ids, its params).
+Subset = tuple[str, list[Any]]
 
 logger = logging.getLogger("bitloot_lite.local.copy")
 
@@ -53,8 +67,8 @@ class TableCopy:
 @dataclass
 class CopyResult:
     level: str
-    migrated: list
-    tables: list = field(default_factory=list)
+    migrated: list[str]
+    tables: list[TableCopy] = field(default_factory=list)
     seconds: float = 0.0
     salt: str | None = None
 
@@ -67,7 +81,8 @@ class CopyResult:
         return self.rows / self.seconds if self.seconds else float("inf")
 
 
-def copy(source, destination, *, replace: bool = False, anonymize: bool = False,
+def copy(source: pw.Database, destination: pw.Database, *, replace: bool = False,
+         anonymize: bool = False,
          salt: str | None = None, orders: int | None = None, since: dt.datetime | None = None,
          progress=None, batch: int = BATCH, migrations_dir=None) -> CopyResult:
     """Copy every row of ``source`` into ``destination`` (open Databases); a CopyResult.
@@ -126,7 +141,7 @@ def copy(source, destination, *, replace: bool = False, anonymize: bool = False,
 # -- levels -----------------------------------------------------------------------------
 
 
-def _source_level(router):
+def _source_level(router: Router) -> str:
     known, history = router.todo, router.history()
     unknown = [name for name in history if name not in known]
     if unknown:
@@ -143,7 +158,7 @@ def _prepare_destination(destination, router, level, replace, migrating, migrati
     history = router.history()
     ahead = [name for name in history if name > level]
     if _holds_rows(destination) and not replace:
-        raise DatabaseNotEmpty(_holds_rows(destination), "replace its rows knowingly (--replace)")
+        raise DatabaseNotEmpty(_holds_rows(destination), "replace its rows knowingly (--replace)")  # type: ignore[arg-type]
     if ahead:
         if _holds_rows(destination):  # replace: emptied before the schema goes back
             with destination.atomic():
@@ -154,24 +169,24 @@ def _prepare_destination(destination, router, level, replace, migrating, migrati
     return migrating.migrate(destination, to=level, migrations_dir=migrations_dir)
 
 
-def _holds_rows(database):
+def _holds_rows(database: pw.Database) -> str | None:
     """The first of our tables that holds a row, or None."""
     for model in MODELS:
         name = model._meta.table_name
         if database.table_exists(name) and database.execute_sql(
                 f"SELECT 1 FROM {quote(name)} LIMIT 1").fetchone():
-            return name
+            return cast(str, name)
     return None
 
 
 # -- what to copy, and how ------------------------------------------------------------------
 
 
-def _plan(source, destination):
+def _plan(source: pw.Database, destination: pw.Database) -> list[Table]:
     """Our tables that the source has, parents first, with the columns it has (which the
     destination, at the same level, must have too)."""
     have, want = snapshot(source)["tables"], snapshot(destination)["tables"]
-    tables = []
+    tables: list[Table] = []
     for model in MODELS:
         name = model._meta.table_name
         if name not in have:
@@ -186,7 +201,7 @@ def _plan(source, destination):
     return tables
 
 
-def _subset(source, orders, since):
+def _subset(source: pw.Database, orders: int | None, since: dt.datetime | None) -> Subset | None:
     """(SQL of the subset's order ids, its params), or None for everything."""
     if orders is None and since is None:
         return None
@@ -213,15 +228,15 @@ _SUBSET_WHERE = {
 }
 
 
-def _select(database, table, subset):
+def _select(database: pw.Database, table: Table, subset: Subset | None) -> tuple[str, list[Any]]:
     postgres = is_postgres(database)
-    names = []
+    names: list[str] = []
     for column in table.columns:
         name = quote(column.name)
         # uuid and jsonb as text: exact, and the same shape as SQLite's.
         names.append(f"{name}::text" if postgres and column.kind in ("uuid", "json") else name)
     sql = f"SELECT {', '.join(names)} FROM {quote(table.name)}"
-    params = []
+    params: list[Any] = []
     if subset is not None:
         sql += " WHERE " + _SUBSET_WHERE[table.name].format(ids=subset[0])
         params = list(subset[1]) * _SUBSET_WHERE[table.name].count("{ids}")
@@ -233,11 +248,11 @@ def _select(database, table, subset):
 class _snapshot:
     """One consistent view of the source for every table (and read only)."""
 
-    def __init__(self, database):
+    def __init__(self, database: pw.Database) -> None:
         self.database = database
         self.transaction = database.atomic()
 
-    def __enter__(self):
+    def __enter__(self) -> _snapshot:
         self.transaction.__enter__()
         if is_postgres(self.database):
             self.database.execute_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, "
@@ -246,11 +261,12 @@ class _snapshot:
             self.database.execute_sql("SELECT count(*) FROM sqlite_master")
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         return self.transaction.__exit__(*exc)
 
 
-def _rows(database, table, subset, batch):
+def _rows(database: pw.Database, table: Table, subset: Subset | None,
+          batch: int) -> Iterator[list[Any]]:
     """The table's rows (of the subset), in batches; server-side on PostgreSQL."""
     sql, params = _select(database, table, subset)
     if is_postgres(database):
@@ -271,17 +287,18 @@ def _rows(database, table, subset, batch):
         cursor.close()
 
 
-def _count(database, table, subset):
+def _count(database: pw.Database, table: Table, subset: Subset | None) -> int:
     sql, params = _select(database, table, subset)
     sql = "SELECT count(*) FROM (" + sql + ") AS counted"
-    return database.execute_sql(sql.replace("%s", "?") if not is_postgres(database) else sql,
+    return database.execute_sql(sql.replace("%s", "?") if not is_postgres(database) else sql,  # type: ignore[no-any-return]
                                 params).fetchone()[0]
 
 
 # -- values ---------------------------------------------------------------------------------
 
 
-def _converter(column, to_postgres, anonymizer, table):
+def _converter(column: Column, to_postgres: bool, anonymizer: Anonymizer | None,
+               table: str) -> Callable[[Any], Any] | None:
     """value as read from the source -> value to write (None stays None)."""
     kind = column.kind
     if kind == "ts":
@@ -297,18 +314,20 @@ def _converter(column, to_postgres, anonymizer, table):
         hide = anonymizer.column(PERSONAL_COLUMNS[(table, column.name)])
         if convert is None:
             return hide
-        return lambda v, c=convert: hide(c(v))
+        return lambda v, c=convert: hide(c(v))  # type: ignore[misc]
     if convert is None:
         return None
-    return lambda v, c=convert: None if v is None else c(v)
+    return lambda v, c=convert: None if v is None else c(v)  # type: ignore[misc]
 
 
-def _ts_text(value):
+def _ts_text(value: object) -> object:
     """A timestamp as peewee writes it to SQLite (sqlite3's adapter: isoformat(" "))."""
     return value.isoformat(" ") if isinstance(value, dt.datetime) else value
 
 
-def _copy_table(source, writer, table, subset, anonymizer, batch, progress):
+def _copy_table(source: pw.Database, writer: Writer, table: Table, subset: Subset | None,
+                anonymizer: Anonymizer | None, batch: int, progress: Progress | None,
+                ) -> tuple[int, str]:
     to_postgres = writer.postgres
     converters = [(i, c) for i, c in enumerate(
         _converter(column, to_postgres, anonymizer, table.name) for column in table.columns)
@@ -334,7 +353,8 @@ def _copy_table(source, writer, table, subset, anonymizer, batch, progress):
     return done, hexdigest(checksum)
 
 
-def _checksum(database, table, subset, batch, progress=None, total=0):
+def _checksum(database: pw.Database, table: Table, subset: Subset | None, batch: int,
+              progress: Progress | None = None, total: int = 0) -> tuple[int, str]:
     """(rows, checksum) of the table's rows in ``database``."""
     row_hash = row_hasher(table)
     done, checksum = 0, 0
@@ -350,7 +370,8 @@ def _checksum(database, table, subset, batch, progress=None, total=0):
     return done, hexdigest(checksum)
 
 
-def checksums(database, subset=None, batch: int = BATCH) -> dict:
+def checksums(database: pw.Database, subset: Subset | None = None, batch: int = BATCH) -> dict[str,
+              tuple[int, str]]:
     """{table: (rows, checksum)} of our tables in ``database``, as ``copy`` checks them:
     equal for two databases holding the same rows, whatever their backends."""
     tables = _plan(database, database)

@@ -11,13 +11,19 @@ with ``seed``, so the same seed gives the same rows. The rows are written in
 bulk (``bulk.Writer``), in one transaction.
 """
 
+from __future__ import annotations
+
 import concurrent.futures
 import contextlib
 import datetime as dt
 import logging
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
+
+import peewee as pw
 
 from ..errors import DatabaseNotEmpty, NotMigrated, ValidationError
 from ..models import MODELS, Key, Order, OrderItem, OrderStatus, Payment, PaymentStatus, WebhookLog
@@ -27,6 +33,13 @@ from .bulk import Writer, big_cache, deferred_indexes, quote, storage_errors
 logger = logging.getLogger("bitloot_lite.local.demo")
 
 S, P = OrderStatus, PaymentStatus
+
+#: (order statuses from created, the payment's statuses, weight): see PATHS.
+Path = tuple[tuple[OrderStatus, ...], tuple[PaymentStatus, ...], int]
+#: The rows made for each model, as tuples in its columns' order.
+Tables = dict[type[pw.Model], list[tuple[Any, ...]]]
+#: An order item being made: (id, product id, quantity).
+Line = tuple[str, str, int]
 
 #: The demo's clock ends here (a constant, so that a seed gives the same rows on any day).
 UNTIL = dt.datetime(2026, 11, 1)
@@ -53,7 +66,7 @@ PATHS = (
 )
 
 
-def check_paths(paths=PATHS):
+def check_paths(paths: Sequence[Path] = PATHS) -> None:
     """Raise ValueError unless every path moves as ORDER_MOVES and PAYMENT_MOVES allow."""
     for orders, payments, _weight in paths:
         if orders[0] is not S.CREATED:
@@ -68,7 +81,7 @@ def check_paths(paths=PATHS):
 
 check_paths()  # at import: the demo must never drift from the services' rules
 
-_CUMULATIVE = []
+_CUMULATIVE: list[int] = []
 _total = 0
 for _path in PATHS:
     _total += _path[2]
@@ -94,7 +107,7 @@ class DemoResult:
 
     seed: int
     orders: int
-    rows: dict
+    rows: dict[str, int]
     seconds: float
 
     @property
@@ -102,8 +115,9 @@ class DemoResult:
         return self.orders / self.seconds if self.seconds else float("inf")
 
 
-def fill(database, orders: int = 1000, *, seed: int = 0, append: bool = False,
-         progress=None, until: dt.datetime = UNTIL) -> DemoResult:
+def fill(database: pw.Database, orders: int = 1000, *, seed: int = 0, append: bool = False,
+         progress: Callable[[int, int], object] | None = None,
+         until: dt.datetime = UNTIL) -> DemoResult:
     """Fill ``database`` (migrated to the newest migration) with a demo shop of ``orders``.
 
     Refuses (DatabaseNotEmpty) a database holding rows unless ``append``; then
@@ -134,7 +148,7 @@ def fill(database, orders: int = 1000, *, seed: int = 0, append: bool = False,
         done = 0
         upcoming = maker.submit(shop.orders, sizes[0]) if sizes else None
         for number, count in enumerate(sizes):
-            tables = upcoming.result()
+            tables = upcoming.result()  # type: ignore[union-attr]  # sizes: a future
             if number + 1 < len(sizes):
                 upcoming = maker.submit(shop.orders, sizes[number + 1])
             for model in MODELS:
@@ -148,7 +162,7 @@ def fill(database, orders: int = 1000, *, seed: int = 0, append: bool = False,
     return DemoResult(seed, orders, written, seconds)
 
 
-def _require_migrated(database):
+def _require_migrated(database: pw.Database) -> None:
     from ..migrating import pending  # the migration machinery, only when needed
 
     todo = pending(database)
@@ -156,12 +170,12 @@ def _require_migrated(database):
         raise NotMigrated(todo)
 
 
-def _count(database, model):
+def _count(database: pw.Database, model: type[pw.Model]) -> int:
     table = quote(model._meta.table_name)
-    return database.execute_sql(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return cast(int, database.execute_sql(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
-def _refuse_rows(database):
+def _refuse_rows(database: pw.Database) -> int:
     for model in MODELS:
         table = quote(model._meta.table_name)
         if database.execute_sql(f"SELECT 1 FROM {table} LIMIT 1").fetchone():
@@ -172,7 +186,7 @@ def _refuse_rows(database):
 class _Shop:
     """Makes the rows of orders, batch by batch, from one RNG (see module docstring)."""
 
-    def __init__(self, rng, until, customers, orders):
+    def __init__(self, rng: random.Random, until: dt.datetime, customers: int, orders: int) -> None:
         self.rng = rng
         # Orders arrive in time order, as in a shop (and as the createdAt indexes like:
         # appended to, not inserted all over), a random gap apart, over SPAN.
@@ -182,14 +196,14 @@ class _Shop:
         self.customers = [self._email(n) for n in range(customers)]
         self.products = [(f"kinguin-{rng.randrange(10000, 99999)}", rng.choice(
             (499, 999, 1499, 1999, 2999, 3999, 4999, 5999, 6999))) for _ in range(250)]
-        self.payment_ids = set()
-        self._uuids = []
+        self.payment_ids: set[str] = set()
+        self._uuids: list[str] = []
 
-    def _email(self, n):
+    def _email(self, n: int) -> str:
         r = self.rng
         return (f"{r.choice(_FIRST)}.{r.choice(_LAST)}{n}@{r.choice(_DOMAINS)}")
 
-    def uuid(self):
+    def uuid(self) -> str:
         """A version 4 UUID (text) from the seeded RNG; made 512 at a time (faster)."""
         if not self._uuids:
             h = f"{self.rng.getrandbits(128 * 512):08192x}"
@@ -198,18 +212,18 @@ class _Shop:
                            for i in range(8192 - 32, -32, -32)]
         return self._uuids.pop()
 
-    def stamp(self, base, seconds):
+    def stamp(self, base: dt.datetime, seconds: float) -> tuple[dt.datetime, str]:
         """``base`` plus ``seconds`` (with microseconds), and its text as peewee writes it."""
         moment = base + dt.timedelta(microseconds=int(seconds * 1e6))
         return moment, moment.isoformat(" ", "microseconds")
 
-    def orders(self, count):
-        tables = {model: [] for model in MODELS}
+    def orders(self, count: int) -> Tables:
+        tables: Tables = {model: [] for model in MODELS}
         for _ in range(count):
             self._order(tables)
         return tables
 
-    def _order(self, tables):
+    def _order(self, tables: Tables) -> None:
         r = self.rng.random
         order_id = self.uuid()
         weight = r() * _total
@@ -253,7 +267,8 @@ class _Shop:
         if reservation is not None and status is S.FULFILLED:
             self._kinguin(tables, order_id, reservation, lines, times[-1])
 
-    def _keys(self, tables, lines, start, end, fulfilled):
+    def _keys(self, tables: Tables, lines: list[Line], start: dt.datetime, end: dt.datetime,
+              fulfilled: bool) -> None:
         """Keys made between ``start`` and ``end``: each item's quantity for a fulfilled
         order, up to it for a paid one (still filling up); a fulfilled order's keys are
         revealed, or not, after ``end``."""
@@ -272,7 +287,7 @@ class _Shop:
                 rows.append((key_id, created_text, viewed_text or created_text, item_id, ref,
                              viewed_text))
 
-    def _payment_id(self):
+    def _payment_id(self) -> str:
         while True:  # NOWPayments' ids: increasing numbers; never one the database holds
             self.next_payment += 1 + int(self.rng.random() * 40)
             pid = str(self.next_payment)
@@ -280,7 +295,9 @@ class _Shop:
                 self.payment_ids.add(pid)
                 return pid
 
-    def _payment(self, tables, order_id, email, cents, total, path, created, times):
+    def _payment(self, tables: Tables, order_id: str, email: str, cents: int, total: str,
+                 path: tuple[PaymentStatus,
+                 ...], created: dt.datetime, times: list[dt.datetime]) -> None:
         r = self.rng.random
         payment_id = self.uuid()
         external = self._payment_id()
@@ -319,13 +336,15 @@ class _Shop:
             "nowpayments", path[-1].value, last_payload, total, "usd", pay_amount, currency,
             confirmations))
 
-    def _kinguin(self, tables, order_id, reservation, lines, when):
+    def _kinguin(self, tables: Tables, order_id: str, reservation: str, lines: list[Line],
+                 when: dt.datetime) -> None:
         products = ",".join(f'{{"productId":"{p}","qty":{q}}}' for _i, p, q in lines)
         text = (f'{{"reservationId":"{reservation}","status":"completed",'
                 f'"products":[{products}]}}')
         self._webhook(tables, reservation, "kinguin", text, order_id, None, None, when)
 
-    def _webhook(self, tables, external, kind, payload, order_id, payment, pay_status, when):
+    def _webhook(self, tables: Tables, external: str, kind: str, payload: str, order_id: str,
+                 payment: str | None, pay_status: str | None, when: dt.datetime) -> None:
         r = self.rng.random
         rows = tables[WebhookLog]
         ip = _SENDERS[int(r() * len(_SENDERS))]

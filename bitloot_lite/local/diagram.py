@@ -6,9 +6,12 @@ foreign and unique keys, and what each foreign key does on delete and update.
 """
 
 import re
+from typing import Any
+
+import peewee as pw
 
 from ..errors import ConfigurationError
-from ..schema import snapshot
+from ..schema import Snapshot, snapshot
 
 FORMATS = ("mermaid", "dot")
 
@@ -17,7 +20,7 @@ _SHORT_TYPES = (("character varying", "varchar"), ("timestamp without time zone"
                 ("timestamp with time zone", "timestamptz"), ("double precision", "float8"))
 
 
-def diagram(database, fmt: str = "mermaid") -> str:
+def diagram(database: pw.Database, fmt: str = "mermaid") -> str:
     """The ER diagram of ``database``'s live schema as text (``fmt``: mermaid or dot)."""
     if fmt not in FORMATS:
         raise ConfigurationError(f"unknown diagram format {fmt!r} (known: {', '.join(FORMATS)})")
@@ -31,9 +34,9 @@ def short_type(type_: str) -> str:
     return type_
 
 
-def _keys(table):
+def _keys(table: dict[str, Any]) -> dict[str, list[str]]:
     """column -> its key markers (PK, FK, UK), in that order."""
-    marks = {}
+    marks: dict[str, list[str]] = {}
     for column in (table["primary_key"] or {}).get("columns", []):
         marks.setdefault(column, []).append("PK")
     for fk in table["foreign_keys"]:
@@ -47,11 +50,12 @@ def _keys(table):
     return marks
 
 
-def _rules(fk):
+def _rules(fk: dict[str, Any]) -> str:
     return f"ON DELETE {fk['on_delete']} ON UPDATE {fk['on_update']}"
 
 
-def _column_note(column, type_token, enums, key):
+def _column_note(column: dict[str, Any], type_token: str, enums: dict[str, list[str]],
+                 key: bool) -> str:
     notes = [] if column["nullable"] or key else ["not null"]
     if type_token != short_type(column["type"]):
         notes.append(column["type"])  # the exact type, where Mermaid's word could not hold it
@@ -60,7 +64,7 @@ def _column_note(column, type_token, enums, key):
     return "; ".join(notes)
 
 
-def mermaid(live: dict) -> str:
+def mermaid(live: Snapshot) -> str:
     """A snapshot as a Mermaid ``erDiagram`` (GitHub renders it in Markdown)."""
     lines = ["erDiagram"]
     tables = live["tables"]
@@ -86,16 +90,16 @@ def mermaid(live: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _column(table, name):
+def _column(table: dict[str, Any], name: str) -> dict[str, Any]:
     return next(column for column in table["columns"] if column["name"] == name)
 
 
-def _html(text):
+def _html(text: str) -> str:
     return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
             .replace('"', "&quot;"))
 
 
-def dot(live: dict) -> str:
+def dot(live: Snapshot) -> str:
     """A snapshot as a Graphviz digraph (``dot -Tsvg``): a table per node, an edge per FK."""
     lines = ["digraph schema {", "    rankdir=LR;", '    node [shape=plain fontname="Helvetica"];',
              '    edge [fontname="Helvetica" fontsize=10];']

@@ -9,6 +9,7 @@ about the data is one line away::
 
 import code
 import importlib.util
+from typing import Any
 
 import peewee as pw
 
@@ -17,14 +18,14 @@ import bitloot_lite
 from ..db import is_postgres
 
 
-def namespace(database) -> dict:
+def namespace(database: pw.Database) -> dict[str, Any]:
     """What the session starts with: every public name of bitloot_lite, and ``db``."""
     names = {name: getattr(bitloot_lite, name) for name in bitloot_lite.__all__}
     names.update(db=database, bl=bitloot_lite, pw=pw, fn=pw.fn)
     return names
 
 
-def banner(database, where: str) -> str:
+def banner(database: pw.Database, where: str) -> str:
     """The first lines of the session: which database (``where``: the masked URL)."""
     backend = "PostgreSQL" if is_postgres(database) else "SQLite"
     return (f"bitloot-lite shell on {where} ({backend})\n"
@@ -38,7 +39,7 @@ def has_ipython() -> bool:
     return importlib.util.find_spec("IPython") is not None
 
 
-def interact(database, where: str, *, plain: bool = False) -> None:
+def interact(database: pw.Database, where: str, *, plain: bool = False) -> None:
     """Run the session until the user leaves it (EOF, exit()); IPython unless ``plain``
     or not installed. The models must be bound to ``database`` (``connect``)."""
     names = namespace(database)
