@@ -378,7 +378,8 @@ def _plan(todo: list[str], history: dict[str, Applied], to: str | None) -> list[
     return plan
 
 
-def _check_order(plan, history, allow_out_of_order, shipped):
+def _check_order(plan: list[str], history: dict[str, Applied], allow_out_of_order: bool,
+                 shipped: set[str]) -> None:
     """Refuse pending migrations older than the newest applied one of the same folder.
 
     Each folder is its own sequence: a shipped migration that an upgrade of

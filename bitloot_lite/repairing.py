@@ -6,12 +6,22 @@ whose file was deliberately deleted is forgotten. ``repairs`` lists what would
 change, ``repair`` does it under the migration lock, refusing a stale list.
 """
 
+from __future__ import annotations
+
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import MigrationError
 from .locking import migration_lock
 from .runner import HISTORY_TABLE, Router
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    import peewee as pw
+
+    from ._typing import StrPath
 
 logger = logging.getLogger("bitloot_lite.migrating")
 
@@ -31,7 +41,7 @@ class Repair:
     current: str | None
 
 
-def repairs(database, migrations_dir=None) -> list[Repair]:
+def repairs(database: pw.Database, migrations_dir: StrPath | None = None) -> list[Repair]:
     """What ``repair`` would change in the history, oldest row first; changes nothing."""
     router = Router(database, migrations_dir)
     router.todo  # noqa: B018 (the folders are checked first)
@@ -49,8 +59,9 @@ def repairs(database, migrations_dir=None) -> list[Repair]:
     return found
 
 
-def repair(database, migrations_dir=None, *, expected=None, lock_timeout=None,
-           on_wait=None) -> list[Repair]:
+def repair(database: pw.Database, migrations_dir: StrPath | None = None, *,
+           expected: Iterable[Repair] | None = None, lock_timeout: float | None = None,
+           on_wait: Callable[[str | None], object] | None = None) -> list[Repair]:
     """Re-record the checksums of edited applied migrations and forget the history rows
     whose files are gone, in one transaction, under the migration lock; returns them.
 

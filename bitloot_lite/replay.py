@@ -134,7 +134,7 @@ def built_schema(database: pw.Database, names: list[str],
     return copy.deepcopy(_CACHE[key])
 
 
-def _recorded(router: Router, backend: str, names: list[str]) -> dict | None:
+def _recorded(router: Router, backend: str, names: list[str]) -> Snapshot | None:
     """The schema the shipped migrations ``names`` (the first len(names) of them) make,
     as target.py records it; None if any of ``names`` is the user's."""
     from . import target
