@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     import peewee as pw
 
     from ._typing import StrPath
+    from .offline import Block
     from .schema import Snapshot
 
 __all__ = ["EXCLUDED", "Finding", "lint", "squawk_path"]
@@ -119,7 +120,7 @@ def lint(database: pw.Database | None, migrations_dir: StrPath | None = None,
         notes.append("row-count checks need a PostgreSQL database: squawk's findings only")
     version = "15"  # the production server's major version; the live one where connected
     if rows is not None and getattr(database, "server_version", None):
-        version = f"{database.server_version // 10000}.0"
+        version = f"{database.server_version // 10000}.0"  # type: ignore[union-attr]  # rows: a database
     for name, found in _squawk(scripts, version).items():
         created = _created_tables(scripts[name])
         for finding, table in found:
@@ -144,11 +145,12 @@ def lint(database: pw.Database | None, migrations_dir: StrPath | None = None,
 # -- squawk -------------------------------------------------------------------------------
 
 
-def _squawk(scripts, version):
+def _squawk(scripts: dict[str, list[Block]],
+            version: str) -> dict[str, list[tuple[Finding, str | None]]]:
     """{name: [(Finding, table or None)]} from one squawk run over every script."""
     folder = Path(tempfile.mkdtemp(prefix="bitloot-lint-"))
     try:
-        lines = {}  # name -> [statement of each line]
+        lines: dict[str, list[str]] = {}  # name -> [statement of each line]
         for name, blocks in scripts.items():
             text = offline.text(blocks, "postgres")
             (folder / f"{name}.sql").write_text(text, encoding="utf-8")
@@ -157,8 +159,8 @@ def _squawk(scripts, version):
                    "--exclude", ",".join(EXCLUDED), *sorted(map(str, folder.glob("*.sql")))]
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if done.returncode not in (0, 1):
-            lines = done.stderr.strip().splitlines()
-            raise LinterFailed(lines[0] if lines else f"exit code {done.returncode}")
+            lines = done.stderr.strip().splitlines()  # type: ignore[assignment]  # reused: stderr's
+            raise LinterFailed(lines[0] if lines else f"exit code {done.returncode}")  # type: ignore[index,arg-type]  # a list here
         results = json.loads(done.stdout or "[]")
     finally:
         shutil.rmtree(folder, ignore_errors=True)

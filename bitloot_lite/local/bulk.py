@@ -109,7 +109,7 @@ class Writer:
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
-def _copy_text(rows):
+def _copy_text(rows: Sequence[Sequence[Any]]) -> io.StringIO:
     """``rows`` in COPY's text format. Most values need no escape: a backslash, or a
     character that is not printable (tab, newline ...), sends one through translate."""
     lines = []

@@ -40,6 +40,9 @@ from .bulk import Writer, big_cache, quote, storage_errors
 from .checksum import Column, Table, hexdigest, kind_of, row_hasher
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
+    from .._typing import StrPath
     from ..runner import Router
 
 #: ``progress(label, done, total)``, after each batch.
@@ -84,7 +87,8 @@ class CopyResult:
 def copy(source: pw.Database, destination: pw.Database, *, replace: bool = False,
          anonymize: bool = False,
          salt: str | None = None, orders: int | None = None, since: dt.datetime | None = None,
-         progress=None, batch: int = BATCH, migrations_dir=None) -> CopyResult:
+         progress: Progress | None = None, batch: int = BATCH,
+         migrations_dir: StrPath | None = None) -> CopyResult:
     """Copy every row of ``source`` into ``destination`` (open Databases); a CopyResult.
 
     ``replace``: empty a destination that holds rows (else DatabaseNotEmpty).
@@ -152,7 +156,8 @@ def _source_level(router: Router) -> str:
     return applied[-1]
 
 
-def _prepare_destination(destination, router, level, replace, migrating, migrations_dir):
+def _prepare_destination(destination: pw.Database, router: Router, level: str, replace: bool,
+                         migrating: ModuleType, migrations_dir: StrPath | None) -> list[str]:
     """Bring the destination to ``level``: migrate it up, or (emptied first, only with
     ``replace``) roll it back down. Returns the migrations applied."""
     history = router.history()
@@ -166,7 +171,8 @@ def _prepare_destination(destination, router, level, replace, migrating, migrati
                     if destination.table_exists(model._meta.table_name):
                         destination.execute_sql(f"DELETE FROM {quote(model._meta.table_name)}")
         migrating.rollback(destination, to=level, migrations_dir=migrations_dir)
-    return migrating.migrate(destination, to=level, migrations_dir=migrations_dir)
+    return cast("list[str]", migrating.migrate(destination, to=level,  # the module, passed in
+                                               migrations_dir=migrations_dir))
 
 
 def _holds_rows(database: pw.Database) -> str | None:
