@@ -72,7 +72,7 @@ _CONNECTION_ERRORS = (pw.PeeweeException,) + ((psycopg2.Error,) if psycopg2 else
 _READS = ("SELECT", "SHOW", "VALUES", "TABLE", "EXPLAIN")
 
 
-def is_read(sql):
+def is_read(sql: str) -> bool:
     """Whether ``sql`` (one statement, or several) only reads, so that running it
     again after a connection died mid-way cannot apply anything twice."""
     return all(part.lstrip().lstrip("(").upper().startswith(_READS)

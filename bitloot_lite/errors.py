@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:  # models imports db, which imports this module: for checkers only
@@ -157,7 +157,7 @@ class MigrationFailed(MigrationError):
                      "database (waited the busy timeout); run it again once that is done")
         elif lines and lines[0].strip().lower() == SQLITE_FULL:
             cause = f"{lines[0].strip()}: free space on the database's disk, then run it again"
-        elif lines and sqlstate(cause) == INSUFFICIENT_PRIVILEGE:  # the application role
+        elif lines and sqlstate(cause) == INSUFFICIENT_PRIVILEGE:  # type: ignore[arg-type]  # a str cause is SQLITE_FULL's
             cause = f"{lines[0].strip()} (SQLSTATE {INSUFFICIENT_PRIVILEGE}): {RUN_AS_OWNER}"
         if direction == "concurrent index build":  # outside a transaction: nothing to undo
             super().__init__(f"{direction} of {name} failed: {cause}; "
@@ -537,7 +537,7 @@ class ReadOnlyServer(MigrationError):
     """The server is a read-only hot standby (``pg_is_in_recovery()``): migrations,
     rollbacks, baselines and their SQL preview run on the primary only."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__("the server is a read-only standby (pg_is_in_recovery() is true): "
                          "run migrations on the primary (set MIGRATION_DATABASE_URL or "
                          "--migration-database to it)")
@@ -549,7 +549,7 @@ class LockUntrusted(MigrationError):
     which may hand the session holding the lock to another client, or our
     statements to another session. Nothing was applied."""
 
-    def __init__(self, reason):
+    def __init__(self, reason: str) -> None:
         self.reason = reason
         super().__init__(f"the migration lock cannot be trusted: {reason}; nothing was "
                          "applied. Run migrations on a direct connection to the server: set "
@@ -561,7 +561,7 @@ class ServerRefused(MigrationError):
     """The server refused a statement of a migration command (``sqlstate``; the
     server's first line in ``reason``): a missing privilege, a read-only transaction ..."""
 
-    def __init__(self, sqlstate, reason):
+    def __init__(self, sqlstate: str | None, reason: str) -> None:
         self.sqlstate = sqlstate
         self.reason = reason
         code = f" (SQLSTATE {sqlstate})" if sqlstate else ""
@@ -607,7 +607,7 @@ class PrivilegeMissing(BitlootError):
 
 
 @contextlib.contextmanager
-def privilege_required(action: str, hint: str):
+def privilege_required(action: str, hint: str) -> Iterator[None]:
     """Turn a refusal for lack of a privilege (SQLSTATE 42501) in the block into
     PrivilegeMissing(action, the server's first line, hint); other errors pass."""
     error = None
@@ -638,7 +638,7 @@ class DatabaseNotFound(DatabaseUnavailable):
     """The SQLite file ``path`` of ``url`` (masked) does not exist, and a read-only
     command (status, check, sql) does not create one."""
 
-    def __init__(self, url, path):
+    def __init__(self, url: str, path: str) -> None:
         self.path = path
         super().__init__(url, f"no SQLite database file {path} (a read-only command creates "
                               "none: check the path, or create it with `bitloot-lite migrate`)")

@@ -97,12 +97,13 @@ def run(db: pw.Database, name: str, params: Sequence[Any] = (), arg: Hashable = 
     return _run_postgres(db, name, params, arg, savepoint)
 
 
-def _run_postgres(db, name, params, arg, savepoint):
+def _run_postgres(db: pw.PostgresqlDatabase, name: str, params: Sequence[Any], arg: Hashable,
+                  savepoint: str | None) -> Cursor:
     text, prepares, repeatable = _compile(name, True, arg, savepoint,
                                           getattr(db, "prepares", True))
     # A lost connection is retried on a new one (db.PostgresqlDatabase), PREPAREs
     # included: the new connection has none of the old one's statements.
-    reconnecting = getattr(db, "reconnecting", None)
+    reconnecting: Callable[..., Cursor] | None = getattr(db, "reconnecting", None)
     if reconnecting is None:
         return _execute_prepared(db, text, params, prepares)
     return reconnecting(_execute_prepared, db, text, params, prepares, repeatable=repeatable)
@@ -142,7 +143,8 @@ def sql(db: pw.Database, name: str, arg: Hashable = None) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def _compile(name, postgres, arg, savepoint, prepare):
+def _compile(name: str, postgres: bool, arg: Hashable, savepoint: str | None,
+             prepare: bool) -> tuple[str, tuple[tuple[str, str], ...], bool]:
     """(text to execute, ((name, PREPARE text), ...), whether it only reads), once
     per backend, name, arg, savepoint ("open", "wrap" or None: see ``run``) and
     ``prepare`` (False: every part sent whole, as through a transaction pooler)."""
