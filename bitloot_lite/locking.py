@@ -79,12 +79,12 @@ class _PostgresLock:
     next statement must still run on the session that took it.
     """
 
-    def __init__(self, database):
+    def __init__(self, database: pw.Database) -> None:
         self.database = database
-        self.pid = None
+        self.pid: int | None = None
         self.checked = False
 
-    def _check(self):
+    def _check(self) -> None:
         connection = self.database.connection()
         (pid, standby), = self.database.execute_sql(
             "SELECT pg_backend_pid(), pg_is_in_recovery()").fetchall()
@@ -97,7 +97,7 @@ class _PostgresLock:
                                 f"{claimed})")
         self.checked = True
 
-    def try_acquire(self):
+    def try_acquire(self) -> bool:
         if not self.checked:
             self._check()
         got, pid = self.database.execute_sql(
@@ -185,7 +185,7 @@ class _FileLock:
         memory = name in ("", ":memory:") or name.startswith("file::memory:")
         self.real = None if memory else os.path.realpath(name)
         self.paths = [] if memory else self._lock_paths(self.real)  # type: ignore[arg-type]  # real: not memory
-        self.fds: list[int] = []
+        self.fds: list[tuple[str, int]] = []
         self.blocked: str | None = None
 
     @classmethod
@@ -201,7 +201,7 @@ class _FileLock:
                 folder, f"bitloot-lite-migrate-{identity.st_dev}-{identity.st_ino}.lock"))
         return paths
 
-    def try_acquire(self):
+    def try_acquire(self) -> bool:
         for path in self.paths:  # always in this order: no two processes wait on each other
             fd = self._lock(path)
             if fd is None:
@@ -211,7 +211,7 @@ class _FileLock:
             self.fds.append((path, fd))
         return True
 
-    def _lock(self, path):
+    def _lock(self, path: str) -> int | None:
         """The descriptor of ``path``, flocked; None if another process holds it."""
         import fcntl
 
@@ -230,7 +230,7 @@ class _FileLock:
             os.close(fd)  # its holder removed it as we opened it: lock the new one
         raise RuntimeError(f"the lock file {path} keeps being replaced")
 
-    def _current(self, path, fd):
+    def _current(self, path: str, fd: int) -> bool:
         """Whether ``fd`` is still the file at ``path``: the identity lock file is
         removed on release, so one opened just before that locks nothing."""
         if path == self.paths[0]:

@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import peewee as pw
 
@@ -157,12 +157,13 @@ class Replica:
                     return None
         return self.database
 
-    def _primary_lsn(self):
+    def _primary_lsn(self) -> str:
         # The insert position, not pg_current_wal_lsn() (the write position): with
         # synchronous_commit = off our COMMIT may not be written out yet. Through
         # execute_sql, so that a connection the server closed is reopened (a read:
         # it notes no write).
-        return self.primary.execute_sql("SELECT pg_current_wal_insert_lsn()::text").fetchone()[0]
+        return cast(str, self.primary.execute_sql(
+            "SELECT pg_current_wal_insert_lsn()::text").fetchone()[0])
 
     # -- when the replica fails ------------------------------------------------------------
 
