@@ -103,10 +103,14 @@ class PostgresqlDatabase(pw.PostgresqlDatabase):
     """
 
     #: Server-side prepared statements: True, False, or None (auto: on unless ``pooled``).
-    prepare = None
+    prepare: bool | None = None
 
-    def _initialize_connection(self, conn):
-        super()._initialize_connection(conn)
+    if TYPE_CHECKING:  # peewee's per-thread state, which its stubs leave out
+        _state: Any
+        _pooled: bool | None
+
+    def _initialize_connection(self, conn: Any) -> None:
+        super()._initialize_connection(conn)  # type: ignore[misc]  # peewee's hook, not in stubs
         self._pooled = None
         statements = []
         zone = conn.get_parameter_status("TimeZone") or ""
@@ -128,14 +132,14 @@ class PostgresqlDatabase(pw.PostgresqlDatabase):
                            "will not be UTC (the values bitloot-lite writes still are)")
 
     @property
-    def pooled(self):
+    def pooled(self) -> bool | None:
         """Whether a pooler (PgBouncer, ...) answers for the server on this connection.
 
         A pooler hands its client a backend id of its own making (the id a
         cancel request quotes), not the server's: on a direct connection the
         two are the same backend's. Asked once per connection.
         """
-        conn = self.connection()
+        conn = self.connection()  # type: ignore[no-untyped-call]  # peewee's stub leaves it untyped
         if getattr(self, "_pooled", None) is None:
             with conn.cursor() as cursor:
                 cursor.execute("SELECT pg_backend_pid()")
@@ -143,14 +147,14 @@ class PostgresqlDatabase(pw.PostgresqlDatabase):
         return self._pooled
 
     @property
-    def prepares(self):
+    def prepares(self) -> bool:
         """Whether statements.py prepares its statements on this database's connections."""
         return self.prepare if self.prepare is not None else not self.pooled
 
-    def execute_sql(self, sql, params=None):
+    def execute_sql(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         return self.reconnecting(super().execute_sql, sql, params, repeatable=is_read(sql))
 
-    def begin(self, *args, **kwargs):
+    def begin(self, *args: Any, **kwargs: Any) -> None:
         return self.reconnecting(super().begin, *args, repeatable=True, **kwargs)
 
     def rollback(self) -> None:
@@ -163,7 +167,7 @@ class PostgresqlDatabase(pw.PostgresqlDatabase):
         connection = None if self._state.closed else self._state.conn
         return bool(connection is not None and getattr(connection, "closed", 0))
 
-    def closed_by_server(self):
+    def closed_by_server(self) -> bool:
         """Whether this thread's idle connection is known dead, or the server has
         closed it without our having noticed: it then sent its last words (an
         error, while we sent nothing) or end-of-file. A look at the socket only."""
@@ -186,7 +190,8 @@ class PostgresqlDatabase(pw.PostgresqlDatabase):
         # parameter reports ("S"); an error ("E") says it is closing the connection.
         return first in (b"", b"E")
 
-    def reconnecting(self, function, *args, repeatable=False, **kwargs):
+    def reconnecting(self, function: Callable[..., T], *args: Any, repeatable: bool = False,
+                     **kwargs: Any) -> T:
         """``function(*args, **kwargs)`` on a live connection, outside any transaction:
 
         on a new one if the server has closed the idle one; and, if the
@@ -211,7 +216,7 @@ class PostgresqlDatabase(pw.PostgresqlDatabase):
         finally:
             state.bitloot_no_retry = 0
 
-    def _reopen(self):
+    def _reopen(self) -> None:
         logger.warning("the database server closed the connection; reconnecting")
         with contextlib.suppress(*_CONNECTION_ERRORS):
             self.close()  # resets peewee's per-thread connection state even if it fails
@@ -327,7 +332,7 @@ def sqlite_full(exc: BaseException) -> bool:
     return False
 
 
-def _url_options(url):
+def _url_options(url: str) -> tuple[str, dict[str, bool | None]]:
     """(``url`` without bitloot-lite's own query parameters, {name: value}).
 
     Raises ValueError (with the reason) for a value that is not one of a name's.
@@ -350,7 +355,7 @@ def _url_options(url):
     return (f"{base}?{'&'.join(kept)}" if kept else base), options
 
 
-def is_multi_host(url):
+def is_multi_host(url: str) -> bool:
     """Whether ``url`` is a libpq multi-host URL (``postgresql://h1:5432,h2:5433/db``)."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme.lower() not in ("postgresql", "postgres"):
@@ -359,7 +364,7 @@ def is_multi_host(url):
     return "," in authority.rpartition("@")[2]
 
 
-def _multi_host_database(url):
+def _multi_host_database(url: str) -> PostgresqlDatabase:
     """The Database for a multi-host URL: libpq parses it (peewee's parser cannot)
     and picks the host (``target_session_attrs=read-write``: the primary)."""
     if psycopg2 is None:  # pragma: no cover - psycopg2-binary is a dependency
@@ -444,7 +449,7 @@ def open_database(url: str | None = None, *, must_exist: bool = False) -> pw.Dat
         if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, int):
             raise InvalidDatabaseURL(masked, "busy_timeout must be a whole number of "
                                              f"milliseconds, not {busy_timeout!r}")
-        database._pragmas = list({**SQLITE_PRAGMAS, "busy_timeout": busy_timeout}.items())
+        database._pragmas = list({**SQLITE_PRAGMAS, "busy_timeout": busy_timeout}.items())  # type: ignore[attr-defined]  # peewee's, private
         _check_sqlite_file(url, masked, database, must_exist)
     try:
         database.connect(reuse_if_open=True)
@@ -461,7 +466,8 @@ def open_database(url: str | None = None, *, must_exist: bool = False) -> pw.Dat
     return database
 
 
-def _check_sqlite_file(url, masked, database, must_exist):
+def _check_sqlite_file(url: str, masked: str, database: pw.SqliteDatabase,
+                       must_exist: bool) -> None:
     """sqlite://name.db (two slashes) names a host, not a file: peewee would open a
     temporary database and lose everything. And a missing file, when it must exist."""
     path = database.database
