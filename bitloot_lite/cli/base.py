@@ -13,6 +13,8 @@ import contextlib
 import functools
 import logging
 import sys
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import click
 import peewee as pw
@@ -28,8 +30,12 @@ except ImportError:  # pragma: no cover - psycopg2-binary is a dependency
 
 logger = logging.getLogger("bitloot_lite.cli")
 
+T = TypeVar("T")
+#: A click command's function, as a decorator adding options takes and returns it.
+F = TypeVar("F", bound=Callable[..., Any])
 
-def _common_options(function):
+
+def _common_options(function: F) -> F:
     """--database, --migrations, -v, -q: on every command, and on the group before it
     (``bitloot-lite --database URL status``). No envvar= here: resolve_url and
     runner.user_migrations_dir read DATABASE_URL and BITLOOT_MIGRATIONS_DIR, so that an
@@ -48,8 +54,10 @@ def _common_options(function):
     )(function)
 
 
-def _common(command=None, *, error_exit=1, read_only=False, needs_database=None,
-            migrating_command=False):
+def _common(command: Callable[..., Any] | None = None, *, error_exit: int = 1,
+            read_only: bool = False,
+            needs_database: Callable[[dict[str, Any]], bool] | None = None,
+            migrating_command: bool = False) -> Callable[..., Any]:
     """--database, --migrations, -v and -q, shared by every command, and
     --migration-database for the ``migrating_command``s (migrate, rollback,
     baseline, sql), which then run on that URL when it is set.
@@ -65,7 +73,7 @@ def _common(command=None, *, error_exit=1, read_only=False, needs_database=None,
                                  needs_database=needs_database,
                                  migrating_command=migrating_command)
 
-    def migration_option(function):
+    def migration_option(function: F) -> F:
         if not migrating_command:
             return function
         return click.option(
@@ -77,7 +85,8 @@ def _common(command=None, *, error_exit=1, read_only=False, needs_database=None,
     @_common_options
     @migration_option
     @functools.wraps(command)
-    def wrapper(url, migrations_dir, verbose, quiet, migration_url=None, **kwargs):
+    def wrapper(url: str | None, migrations_dir: str | None, verbose: int, quiet: bool | None,
+                migration_url: str | None = None, **kwargs: Any) -> Any:
         context = click.get_current_context()
         before = context.find_root().obj or {}  # the same options, given before the command
         url = url or before.get("url")
@@ -108,7 +117,7 @@ def _common(command=None, *, error_exit=1, read_only=False, needs_database=None,
                 if len(shown) < len(lines):
                     logger.info("%s", message)  # the full text, with -v
                 error = click.ClickException("\n".join(shown) or type(exc).__name__)
-                error.exit_code = error_exit
+                error.exit_code = error_exit  # type: ignore[misc]  # click's ClassVar, per error
                 raise error from None
 
     return wrapper
@@ -119,7 +128,7 @@ def _common(command=None, *, error_exit=1, read_only=False, needs_database=None,
 _DRIVER_ERRORS = (pw.PeeweeException,) + ((psycopg2.Error,) if psycopg2 else ())
 
 
-def _refusals_as_errors(command, *args, **kwargs):
+def _refusals_as_errors(command: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """``command(*args, **kwargs)``, with a statement the server refused (read-only,
     a missing privilege ...) raised as a one-line ServerRefused, not a traceback."""
     try:
@@ -134,12 +143,12 @@ def _refusals_as_errors(command, *args, **kwargs):
     raise error
 
 
-def _exclusive(*names):
+def _exclusive(*names: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
     """Refuse (as a usage error, before touching the database) more than one of ``names``."""
 
-    def decorate(command):
+    def decorate(command: Callable[..., T]) -> Callable[..., T]:
         @functools.wraps(command)
-        def wrapper(**kwargs):
+        def wrapper(**kwargs: Any) -> T:
             given = [name for name in names if kwargs.get(name) is not None]
             if len(given) > 1:  # named as the user typed them: --rollback, not rollback_steps
                 flags = {param.name: max(param.opts, key=len)
@@ -156,16 +165,16 @@ def _exclusive(*names):
 
 
 class _RedactingFormatter(logging.Formatter):
-    def __init__(self, fmt, secrets):
+    def __init__(self, fmt: str, secrets: list[str]) -> None:
         super().__init__(fmt)
         self.secrets = secrets
 
-    def format(self, record):
+    def format(self, record: logging.LogRecord) -> str:
         return redact(super().format(record), self.secrets)
 
 
 @contextlib.contextmanager
-def _logging_to_stderr(verbose, secrets):
+def _logging_to_stderr(verbose: int, secrets: list[str]) -> Iterator[None]:
     """With -v, the bitloot_lite logger (and with -vv, peewee's) on stderr, for one command."""
     if not verbose:
         yield
@@ -191,7 +200,7 @@ def _logging_to_stderr(verbose, secrets):
         handler.close()
 
 
-def _say(message=""):
+def _say(message: str = "") -> None:
     """Print a line of normal output, unless -q."""
     if not click.get_current_context().meta.get("bitloot.quiet"):
         click.echo(message)
@@ -201,14 +210,14 @@ _VERBS = {"migrate": "applied", "rollback": "rolled back", "adopt": "adopted",
           "fixup": "added column", "baseline": "baselined", "index": "built index"}
 
 
-def _print_step(step):
+def _print_step(step: migrating.Step) -> None:
     if step.direction in ("adopt", "baseline"):
         _say(f"{_VERBS[step.direction]} {step.name} (recorded as applied, not run)")
     else:
         _say(f"{_VERBS[step.direction]} {step.name} ({step.seconds:.3f}s)")
 
 
-def _print_wait(holder):
+def _print_wait(holder: str | None) -> None:
     # On stderr, even with -q: a deploy that seems to hang should say why.
     click.echo(f"waiting for the migration lock{f' held by {holder}' if holder else ''} ...",
                err=True)
@@ -220,7 +229,7 @@ _lock_timeout_option = click.option(
 )
 
 
-def _deploy_options(command):
+def _deploy_options(command: F) -> F:
     """The options of the commands that change the database."""
     command = click.option(
         "--allow-edited", is_flag=True,
@@ -238,7 +247,8 @@ def _deploy_options(command):
 @click.version_option(package_name="bitloot-lite", prog_name="bitloot-lite")
 @_common_options
 @click.pass_context
-def cli(context, url, migrations_dir, verbose, quiet):
+def cli(context: click.Context, url: str | None, migrations_dir: str | None, verbose: int,
+        quiet: bool | None) -> None:
     """Migrate and inspect a BitLoot order database (SQLite or PostgreSQL).
 
     --database, --migrations, -v and -q may come before the command or after it.
@@ -256,10 +266,10 @@ _json_option = click.option("--json", "as_json", is_flag=True,
                             help="Print one JSON document, for scripts.")
 
 
-def _step_json(step):
+def _step_json(step: migrating.Step) -> dict[str, Any]:
     return {"name": step.name, "action": step.direction, "seconds": round(step.seconds, 6)}
 
 
 
-def main():
+def main() -> None:
     cli(prog_name="bitloot-lite")
