@@ -1,5 +1,8 @@
 """The prototyping commands: diagram, demo, shell and copy (bitloot_lite.local)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,6 +21,11 @@ from .base import (
 )
 from .progress import _Bars
 
+if TYPE_CHECKING:
+    import datetime as dt
+
+    import peewee as pw
+
 # --------------------------------------------------------------------------- prototyping
 
 
@@ -25,7 +33,7 @@ from .progress import _Bars
 @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid",
               show_default=True, help="Mermaid (GitHub renders it) or Graphviz dot.")
 @_common
-def diagram(database, where, migrations_dir, fmt):
+def diagram(database: pw.Database, where: str, migrations_dir: str | None, fmt: str) -> None:
     """Print the live schema as an entity-relationship diagram.
 
     Tables, columns with their types, primary, foreign and unique keys, and
@@ -51,7 +59,8 @@ def diagram(database, where, migrations_dir, fmt):
               help="The same seed gives the same rows, ids and timestamps included.")
 @click.option("--append", is_flag=True, help="Add to a database that already holds rows.")
 @_common
-def demo(database, where, migrations_dir, count, seed, append):
+def demo(database: pw.Database, where: str, migrations_dir: str | None, count: int, seed: int,
+         append: bool) -> None:
     """Fill the database with a realistic demo shop.
 
     Orders over every lifecycle status in plausible proportions, one to several
@@ -78,7 +87,7 @@ def demo(database, where, migrations_dir, count, seed, append):
 @click.option("--plain", is_flag=True, help="The standard Python REPL even if IPython is "
                                             "installed.")
 @_common
-def shell(database, where, migrations_dir, plain):
+def shell(database: pw.Database, where: str, migrations_dir: str | None, plain: bool) -> None:
     """An interactive Python session on the database.
 
     IPython when it is installed (else the standard REPL), with the database
@@ -118,8 +127,9 @@ def shell(database, where, migrations_dir, plain):
 )
 @click.option("-v", "--verbose", count=True, help="Log to stderr (-vv adds the SQL).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
-def copy_command(source_url, dest_url, replace, anonymize, salt, orders, since, migrations_dir,
-                 verbose, quiet):
+def copy_command(source_url: str, dest_url: str, replace: bool, anonymize: bool,
+                 salt: str | None, orders: int | None, since: dt.datetime | None,
+                 migrations_dir: str | None, verbose: int, quiet: bool) -> None:
     """Copy a database into another, across backends, and check the copy.
 
     The destination is migrated to the source's level first; the rows stream

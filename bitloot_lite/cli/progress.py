@@ -1,9 +1,13 @@
 """Progress on a terminal (click's progressbar, on stderr, never with -q): the bars of
 demo and copy, and the long steps of migrate."""
 
+from __future__ import annotations
+
 import sys
 import threading
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,6 +23,12 @@ from .base import (
     logger,
 )
 
+if TYPE_CHECKING:
+    import peewee as pw
+    from click._termui_impl import ProgressBar
+
+    from .._typing import StrPath
+
 
 class _Bars:
     """Progress bars (click's) on stderr, for a callback ``progress(label, done, total)``.
@@ -27,12 +37,16 @@ class _Bars:
     bar before it and opens its own.
     """
 
-    def __init__(self):
+    if TYPE_CHECKING:  # both None until the first call
+        label: str | None
+        bar: ProgressBar[int] | None
+
+    def __init__(self) -> None:
         quiet = click.get_current_context().meta.get("bitloot.quiet")
         self.on = not quiet and sys.stderr.isatty()
         self.label = self.bar = None
 
-    def __call__(self, label, done, total):
+    def __call__(self, label: str, done: int, total: int) -> None:
         if not self.on:
             return
         if label != self.label or self.bar is None:
@@ -43,15 +57,15 @@ class _Bars:
             self.bar.__enter__()
         self.bar.update(done - self.bar.pos)
 
-    def close(self):
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
             self.bar = None
 
-    def __enter__(self):
+    def __enter__(self) -> _Bars:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -74,7 +88,7 @@ class _StepProgress:
     AFTER = 2.0
     POLL = 0.5
 
-    def __init__(self, database, migrations_dir):
+    def __init__(self, database: pw.Database, migrations_dir: StrPath | None) -> None:
         self.database = database
         self.migrations_dir = migrations_dir
         quiet = click.get_current_context().meta.get("bitloot.quiet")
@@ -83,27 +97,28 @@ class _StepProgress:
         self.done = threading.Event()
         self.since = time.monotonic()
         self.shown = False
-        self.bar = None
-        self.thread = None
+        self.bar: ProgressBar[int] | None = None
+        self.thread: threading.Thread | None = None
         self.waiting = False  # for another deploy's lock: that is said, not a step
 
-    def __enter__(self):
+    def __enter__(self) -> _StepProgress:
         if self.on:
             self.thread = threading.Thread(target=self._watch, name="bitloot-progress",
                                            daemon=True)
             self.thread.start()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.done.set()
         if self.thread is not None:
             self.thread.join()
         self._clear()
 
-    def wrap(self, callback, waiting=False):
+    def wrap(self, callback: Callable[..., object],
+             waiting: bool = False) -> Callable[..., None]:
         """``callback`` for on_step (or on_wait, ``waiting``), with the status line
         cleared before it prints."""
-        def call(*args):
+        def call(*args: Any) -> None:
             with self.lock:
                 self._clear()
                 self.since = time.monotonic()
@@ -111,7 +126,7 @@ class _StepProgress:
             callback(*args)
         return call
 
-    def _clear(self):
+    def _clear(self) -> None:
         if self.bar is not None:
             self.bar.render_finish()
             self.bar = None
@@ -119,7 +134,7 @@ class _StepProgress:
             click.echo("\r\x1b[K", nl=False, err=True)
             self.shown = False
 
-    def _watch(self):
+    def _watch(self) -> None:
         try:
             while not self.done.wait(self.POLL):
                 if not self.waiting and time.monotonic() - self.since >= self.AFTER:
@@ -131,7 +146,7 @@ class _StepProgress:
         finally:
             self.database.close()  # this thread's connection
 
-    def _show(self):
+    def _show(self) -> None:
         build = None
         if is_postgres(self.database):
             build = self.database.execute_sql(_INDEX_PROGRESS).fetchone()

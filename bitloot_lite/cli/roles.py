@@ -1,5 +1,8 @@
 """The least-privilege command: grants."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,13 +18,17 @@ from .base import (
     cli,
 )
 
+if TYPE_CHECKING:
+    import peewee as pw
+
 
 @cli.command()
 @click.argument("role")
 @click.option("--apply", "apply_them", is_flag=True,
               help="Run the statements (connected as the owner of the tables).")
 @_common(migrating_command=True)
-def grants(database, where, migrations_dir, role, apply_them):
+def grants(database: pw.Database, where: str, migrations_dir: str | None, role: str,
+           apply_them: bool) -> None:
     """Print the GRANT statements the application role ROLE needs; --apply runs them.
 
     DML on the tables, USAGE on the schema and the enum types, SELECT on the
