@@ -1,9 +1,12 @@
 """The commands that manage the schema: migrate, rollback, status, sql, check, baseline,
 repair, new and lint (each calls one function of the library and prints its result)."""
 
+from __future__ import annotations
+
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import click
 
@@ -28,6 +31,9 @@ from .base import (
 )
 from .progress import _StepProgress
 
+if TYPE_CHECKING:
+    import peewee as pw
+
 
 @cli.command()
 @click.option("--to", "to", metavar="NAME",
@@ -37,8 +43,9 @@ from .progress import _StepProgress
 @_json_option
 @_deploy_options
 @_common(migrating_command=True)
-def migrate(database, where, migrations_dir, to, allow_out_of_order, allow_edited,
-            lock_timeout, ddl_lock_timeout, as_json):
+def migrate(database: pw.Database, where: str, migrations_dir: str | None, to: str | None,
+            allow_out_of_order: bool, allow_edited: bool, lock_timeout: float | None,
+            ddl_lock_timeout: float, as_json: bool) -> None:
     """Apply the pending migrations, in order.
 
     Prints each migration applied with the time it took, then a summary. Safe
@@ -56,7 +63,7 @@ def migrate(database, where, migrations_dir, to, allow_out_of_order, allow_edite
     started = time.perf_counter()
     steps = []
 
-    def on_step(step):
+    def on_step(step: migrating.Step) -> None:
         steps.append(step)
         if not as_json:
             _print_step(step)
@@ -94,8 +101,9 @@ def migrate(database, where, migrations_dir, to, allow_out_of_order, allow_edite
 @_json_option
 @_deploy_options
 @_common(migrating_command=True)
-def rollback(database, where, migrations_dir, steps, to, allow_edited, lock_timeout,
-             ddl_lock_timeout, as_json):
+def rollback(database: pw.Database, where: str, migrations_dir: str | None, steps: int | None,
+             to: str | None, allow_edited: bool, lock_timeout: float | None,
+             ddl_lock_timeout: float, as_json: bool) -> None:
     """Undo the newest migrations (one by default).
 
     --steps and --to cannot be used together.
@@ -107,7 +115,7 @@ def rollback(database, where, migrations_dir, steps, to, allow_edited, lock_time
         bitloot-lite rollback --to 001_init_orders
         bitloot-lite rollback --to 1 --json
     """
-    done = []
+    done: list[migrating.Step] = []
     undone = migrating.rollback(
         database, steps=steps or 1, to=to, migrations_dir=migrations_dir,
         lock_timeout=lock_timeout, ddl_lock_timeout=ddl_lock_timeout,
@@ -128,7 +136,8 @@ def rollback(database, where, migrations_dir, steps, to, allow_edited, lock_time
 @click.option("--allow-edited", is_flag=True,
               help="List applied migrations edited since (flagged) instead of failing.")
 @_common(error_exit=2, read_only=True)
-def status(database, where, migrations_dir, as_json, allow_edited):
+def status(database: pw.Database, where: str, migrations_dir: str | None, as_json: bool,
+           allow_edited: bool) -> None:
     """List every migration, one per line: applied (with its time, UTC) or pending.
 
     Exit code 0 when nothing is pending, 1 when something is (a migration, or an
@@ -144,7 +153,7 @@ def status(database, where, migrations_dir, as_json, allow_edited):
         _say(json.dumps({"database": where, "migrations": [
             {"name": s.name, "description": s.description, "applied": s.applied,
              "edited": s.edited, "file_missing": s.missing,
-             "applied_at": s.applied_at.isoformat() if s.applied else None,
+             "applied_at": s.applied_at.isoformat() if s.applied else None,  # type: ignore[union-attr]  # applied: it has one
              "unbuilt_indexes": list(s.unbuilt)} for s in states
         ]}, indent=2))
     else:
@@ -182,8 +191,9 @@ def status(database, where, migrations_dir, as_json, allow_edited):
 @_exclusive("to", "rollback_steps")
 @_common(read_only=True, migrating_command=True,
          needs_database=lambda kwargs: not kwargs["offline_only"])
-def sql(database, where, migrations_dir, to, start, rollback_steps, offline_only, backend,
-        as_json):
+def sql(database: pw.Database | None, where: str, migrations_dir: str | None, to: str | None,
+        start: str | None, rollback_steps: int | None, offline_only: bool, backend: str | None,
+        as_json: bool) -> None:
     """Print the SQL that migrate (or rollback --steps N) would run, as a runnable script.
 
     Values are inlined and the history rows included, in the transactions
@@ -225,7 +235,8 @@ def sql(database, where, migrations_dir, to, start, rollback_steps, offline_only
               help="Your models module (dotted name or .py file): compare its models too.")
 @_json_option
 @_common(error_exit=2, read_only=True)
-def check(database, where, migrations_dir, models, as_json):
+def check(database: pw.Database, where: str, migrations_dir: str | None, models: str | None,
+          as_json: bool) -> None:
     """Compare the live database with the schema its migrations build, and the models.
 
     The expected schema is replayed on a scratch database of the same backend
@@ -260,7 +271,8 @@ def check(database, where, migrations_dir, models, as_json):
               help="The last migration whose schema the database already has.")
 @_lock_timeout_option
 @_common(migrating_command=True)
-def baseline(database, where, migrations_dir, to, lock_timeout):
+def baseline(database: pw.Database, where: str, migrations_dir: str | None, to: str,
+             lock_timeout: float | None) -> None:
     """Record migrations up to NAME as applied, for tables made outside bitloot-lite.
 
     Checks first that the tables have exactly the shape those migrations
@@ -288,7 +300,8 @@ _REPAIRS = {
 @click.option("--yes", is_flag=True, help="Repair without asking (for scripts).")
 @_lock_timeout_option
 @_common
-def repair(database, where, migrations_dir, yes, lock_timeout):
+def repair(database: pw.Database, where: str, migrations_dir: str | None, yes: bool,
+           lock_timeout: float | None) -> None:
     """Fix the migration history after a review (Flyway's repair).
 
     Re-records the checksum of every applied migration whose file was edited
@@ -323,7 +336,8 @@ def repair(database, where, migrations_dir, yes, lock_timeout):
 @click.option("--models", "models", metavar="MODULE",
               help="With --auto: your models module (dotted name or .py file) too.")
 @_common(needs_database=lambda kwargs: False)
-def new(database, where, migrations_dir, name, auto, models):
+def new(database: pw.Database | None, where: str, migrations_dir: str | None, name: str, auto: bool,
+        models: str | None) -> None:
     """Write the next migration, NNN_NAME.py, into your migrations folder (--migrations).
 
     With --auto it holds the DDL for what the models (bitloot-lite's and those
@@ -360,7 +374,8 @@ def new(database, where, migrations_dir, name, auto, models):
               help="Open no database: lint NAMEs (default: every migration), no row counts.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
 @_common(error_exit=2, needs_database=lambda kwargs: not kwargs["offline_only"])
-def lint(database, where, migrations_dir, names, offline_only, as_json):
+def lint(database: pw.Database | None, where: str, migrations_dir: str | None,
+         names: tuple[str, ...], offline_only: bool, as_json: bool) -> None:
     """Check the SQL of the pending migrations (or of NAMEs) with squawk, and against the rows.
 
     squawk (pip install 'bitloot-lite[lint]') lints each migration's PostgreSQL
