@@ -583,8 +583,9 @@ GRANT_READ = "as the owner, run `bitloot-lite grants ROLE --apply` for the appli
 
 def sqlstate(exc: BaseException) -> str | None:
     """The SQLSTATE of a driver error, or of the one a peewee error wraps (else None)."""
-    for error in (exc, exc.args[0] if getattr(exc, "args", None) else None, exc.__cause__,
-                  exc.__context__):
+    # Also given a plain str (a cause that is text): nothing to read then.
+    for error in (exc, exc.args[0] if getattr(exc, "args", None) else None,
+                  getattr(exc, "__cause__", None), getattr(exc, "__context__", None)):
         code = getattr(error, "pgcode", None)
         if code:
             return cast(str, code)

@@ -8,11 +8,6 @@ import click
 
 from ..db import mask_url, open_database, redact, url_secrets
 from ..errors import BitlootError, ConfigurationError
-
-try:
-    import psycopg2
-except ImportError:  # pragma: no cover - psycopg2-binary is a dependency
-    psycopg2 = None
 from .base import (
     _common,
     _logging_to_stderr,

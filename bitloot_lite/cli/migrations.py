@@ -12,11 +12,6 @@ import click
 
 from .. import migrating, offline
 from ..db import is_postgres
-
-try:
-    import psycopg2
-except ImportError:  # pragma: no cover - psycopg2-binary is a dependency
-    psycopg2 = None
 from .base import (
     _common,
     _deploy_options,

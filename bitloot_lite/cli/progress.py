@@ -14,11 +14,6 @@ import click
 from .. import migrating
 from ..db import is_postgres
 from ..errors import BitlootError
-
-try:
-    import psycopg2
-except ImportError:  # pragma: no cover - psycopg2-binary is a dependency
-    psycopg2 = None
 from .base import (
     logger,
 )

@@ -7,11 +7,6 @@ from typing import TYPE_CHECKING
 import click
 
 from ..grants import apply_grants, grant_statements
-
-try:
-    import psycopg2
-except ImportError:  # pragma: no cover - psycopg2-binary is a dependency
-    psycopg2 = None
 from .base import (
     _common,
     _say,
