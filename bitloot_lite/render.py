@@ -24,7 +24,8 @@ from .ddl import column_sql, default_sql, field_code, index_name, model_code, qu
 __all__ = ["migration"]
 
 #: A statement of the file: SQL, or (table, old, new) column definitions for SQLite's rebuild.
-Statement = str | tuple[str, str, str]
+#: SQL text, or a SQLite rebuild of (table, old column definition or None, new or None).
+Statement = str | tuple[str, str | None, str | None]
 
 #: Type changes PostgreSQL makes by a plain cast that keeps every value (or refuses).
 _SAFE_CASTS = {("varchar", "varchar"), ("varchar", "text"), ("text", "varchar"),
@@ -62,6 +63,7 @@ def _class_name(table: str) -> str:
 
 def _add_table(plan: _Plan, change: Change) -> None:
     model, table = change.model, change.table
+    assert model is not None  # each kind of Change carries what it needs: see describe()
     for backend in ("postgres", "sqlite"):
         columns = []
         for field in model._meta.sorted_fields:
@@ -72,7 +74,7 @@ def _add_table(plan: _Plan, change: Change) -> None:
                 column = f"{quote(field.column_name)} /* TODO: type */"
             columns.append(column)
         key = model._meta.primary_key
-        if key is not None and not isinstance(key, pw.CompositeKey):
+        if key and not isinstance(key, pw.CompositeKey):  # peewee: False for no key
             columns.append(f"CONSTRAINT {quote(f'PK_{table}')} "
                            f"PRIMARY KEY ({quote(key.column_name)})")
         else:
@@ -110,6 +112,7 @@ def _drop_table(plan: _Plan, change: Change) -> None:
 
 def _add_column(plan: _Plan, change: Change) -> None:
     field, table, column = change.field, change.table, change.column
+    assert field is not None and column is not None
     for backend in ("postgres", "sqlite"):
         definition = column_sql(field, backend, table=table)
         if definition is None:
@@ -138,6 +141,7 @@ def _add_column(plan: _Plan, change: Change) -> None:
 
 def _drop_column(plan: _Plan, change: Change) -> None:
     old, table, column = change.old, change.table, change.column
+    assert old is not None and column is not None
     plan.todo.append(f"this drops {table}.{column} and its values: confirm it (the rollback "
                      "adds it back empty)")
     stored = change.definition
@@ -160,6 +164,7 @@ def _drop_column(plan: _Plan, change: Change) -> None:
 
 def _alter_column(plan: _Plan, change: Change) -> None:
     field, old, table, column = change.field, change.old, change.table, change.column
+    assert field is not None and old is not None and column is not None
     new_pg, old_pg = sql_type(field, "postgres"), sql_type(old, "postgres")
     col, tab = quote(column), quote(table)
     if new_pg != old_pg:
@@ -182,6 +187,7 @@ def _alter_column(plan: _Plan, change: Change) -> None:
                          f"definition is not the simple one expected ({change.definition!r})")
         plan.up["sqlite"].append(f"-- TODO: rebuild {table} for {column}")
     else:
+        assert change.definition is not None  # _rewritten rewrote it
         plan.up["sqlite"].append((table, change.definition, new_definition))
         plan.down["sqlite"].append((table, new_definition, change.definition))
     code = field_code(field)
@@ -197,6 +203,7 @@ def _alter_column(plan: _Plan, change: Change) -> None:
 def _rewritten(change: Change) -> str | None:
     """SQLite's stored definition of the column with the new type and nullability, or None."""
     definition, old, field = change.definition, change.old, change.field
+    assert old is not None and field is not None
     if not definition:
         return None
     words = definition.split(None, 2)
@@ -217,6 +224,7 @@ def _rewritten(change: Change) -> str | None:
 
 
 def _add_index(plan: _Plan, change: Change, new_tables: set[str]) -> None:
+    assert change.index is not None
     _name, columns, unique = change.index
     table, name = change.table, index_name(change.table, change.index[1])
     if len(name) > 63:
@@ -239,7 +247,9 @@ def _add_index(plan: _Plan, change: Change, new_tables: set[str]) -> None:
 
 
 def _drop_index(plan: _Plan, change: Change) -> None:
+    assert change.index is not None
     name, columns, unique = change.index
+    assert name is not None  # a dropped index has the name the migrations gave it
     create = (f"CREATE {'UNIQUE ' if unique else ''}INDEX {quote(name)} "
               f"ON {quote(change.table)} ({', '.join(map(quote, columns))})")
     plan.both(f"DROP INDEX IF EXISTS {quote(name)}", create)
@@ -248,6 +258,7 @@ def _drop_index(plan: _Plan, change: Change) -> None:
 
 def _index_state(plan: _Plan, change: Change, up: str, down: str) -> None:
     model = change.model
+    assert change.index is not None
     fields = {f.column_name: f.name for f in model._meta.sorted_fields} if model else {}
     names = [fields.get(column, column) for column in change.index[1]]
     unique = ", unique=True" if change.index[2] else ""
