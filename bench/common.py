@@ -21,6 +21,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
@@ -341,3 +342,20 @@ def machine(pg_url):
         ("SQLite", sqlite3.sqlite_version),
         ("platform", platform.platform()),
     ]
+
+
+def test_servers():
+    """The clone's tests/servers.py (private primaries, standbys, PgBouncers), loaded from
+    its path: ``import tests`` may find another project's package of that name in
+    site-packages (db-to-sqlite, in the bench extra, installs one)."""
+    import importlib.util
+    import sys
+
+    name = "bitloot_test_servers"
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parent.parent / "tests" / "servers.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]

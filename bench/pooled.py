@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import bitloot_lite as bl
 
-from .common import Contender, Target, database_name, interleave, table
+from .common import Contender, Target, database_name, interleave, table, test_servers
 from .raw import Raw
 from .scenarios import (
     CHECKOUT_OPS,
@@ -32,7 +32,7 @@ def pooled(settings, databases):
         print("not measured: no pgbouncer here (apt-get install -y pgbouncer)")
         return [Target("9. checkout via PgBouncer", "postgres", ">= 1.0x raw driver",
                        "not measured", None)]
-    from tests import servers  # the tests' helper: bench/ lives in the clone too
+    servers = test_servers()  # the tests' helper: bench/ lives in the clone too
 
     parts = urlsplit(settings.pg_url)
     server = SimpleNamespace(hostname=parts.hostname or "127.0.0.1", port=parts.port or 5432)

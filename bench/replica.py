@@ -20,7 +20,7 @@ import bitloot_lite as bl
 from bitloot_lite.db import database_proxy, open_database
 from bitloot_lite.replicas import attach
 
-from .common import Target, rate, table
+from .common import Target, rate, table, test_servers
 from .scenarios import fill_orders, reservation
 
 REPLICA_ORDERS = 100_000
@@ -32,8 +32,7 @@ PRIMARY, REPLICA, AFTER_WRITE = ("on the primary", "on the replica",
 def _servers():
     """tests/servers.py (the clone's own), or None with the reason printed."""
     try:
-        from tests import servers
-
+        servers = test_servers()
         servers.bindir()
         servers._owner()
     except (ImportError, pytest.skip.Exception, pytest.fail.Exception) as exc:
