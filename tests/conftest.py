@@ -134,6 +134,20 @@ def run_cli(*args, env=None):
     return result
 
 
+#: A child process's script: imports everything, says it is ready, waits for the barrier
+#: file, then runs the CLI, so processes start at the same instant, not an import apart.
+LAUNCHER = """\
+import os, sys, time
+from bitloot_lite.cli import main
+barrier = sys.argv.pop(1)
+open(f"{barrier}.ready.{os.getpid()}", "w").close()
+deadline = time.monotonic() + 60
+while not os.path.exists(barrier) and time.monotonic() < deadline:
+    time.sleep(0.002)
+main()
+"""
+
+
 def clean_env(**extra):
     """The environment for a child process: ours without DATABASE_URL and
     BITLOOT_MIGRATIONS_DIR, plus ``extra``."""

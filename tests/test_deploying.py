@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from conftest import (
+    LAUNCHER,
     MIGRATIONS,
     MIGRATIONS_DIR,
     STEP_LINE,
@@ -665,19 +666,6 @@ def test_check_exits_2_on_errors(sqlite_url, tmp_path):
 
 
 # === 4. concurrent deploys ======================================================================
-
-#: Imports everything, says it is ready, waits for the barrier file, then runs the CLI:
-#: the processes start migrating at the same instant, not one import-time apart.
-LAUNCHER = """\
-import os, sys, time
-from bitloot_lite.cli import main
-barrier = sys.argv.pop(1)
-open(f"{barrier}.ready.{os.getpid()}", "w").close()
-deadline = time.monotonic() + 60
-while not os.path.exists(barrier) and time.monotonic() < deadline:
-    time.sleep(0.002)
-main()
-"""
 
 
 def start_together(count, args, folder):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import conftest
 import pytest
-from conftest import MIGRATIONS, clean_env, fetch, opened, run_cli, sqlite_only
+from conftest import LAUNCHER, MIGRATIONS, clean_env, fetch, opened, run_cli, sqlite_only
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -350,16 +350,6 @@ def test_a_well_formed_url_still_connects(db_url):
 
 # --------------------------------------------------------------------------- one lock per file
 
-LAUNCHER = """\
-import os, sys, time
-from bitloot_lite.cli import main
-barrier = sys.argv.pop(1)
-open(f"{barrier}.ready.{os.getpid()}", "w").close()
-deadline = time.monotonic() + 60
-while not os.path.exists(barrier) and time.monotonic() < deadline:
-    time.sleep(0.002)
-main()
-"""
 
 
 def start_together(commands, folder):

@@ -41,6 +41,25 @@ def _worker(url, action, args, barrier, results):
         results.put(("error", f"{type(exc).__name__}: {exc}"))
 
 
+def collect(processes, results, count):
+    """Start ``processes``, take ``count`` reports from ``results`` (failing the test if
+    one is late), then join them (killing any still alive); returns the reports."""
+    for process in processes:
+        process.start()
+    reports = []
+    try:
+        for _ in range(count):
+            reports.append(results.get(timeout=TIMEOUT))
+    except queue.Empty:
+        pytest.fail(f"a worker did not report within {TIMEOUT}s")
+    finally:
+        for process in processes:
+            process.join(TIMEOUT)
+            if process.is_alive():
+                process.kill()
+    return reports
+
+
 def run_together(url, action, argument_lists):
     """Start one process per argument list, all calling ``action`` at once; their outcomes."""
     context = multiprocessing.get_context("spawn")
@@ -50,19 +69,7 @@ def run_together(url, action, argument_lists):
         context.Process(target=_worker, args=(url, action, args, barrier, results))
         for args in argument_lists
     ]
-    for process in processes:
-        process.start()
-    outcomes = []
-    try:
-        for _ in processes:
-            outcomes.append(results.get(timeout=TIMEOUT))
-    except queue.Empty:
-        pytest.fail(f"a worker did not report within {TIMEOUT}s")
-    finally:
-        for process in processes:
-            process.join(TIMEOUT)
-            if process.is_alive():
-                process.kill()
+    outcomes = collect(processes, results, len(processes))
     errors = [detail for status, detail in outcomes if status == "error"]
     assert not errors, errors
     return [detail for _, detail in outcomes]
@@ -144,20 +151,10 @@ def race_rounds(url, action, calls_per_worker):
     results = context.Queue()
     processes = [context.Process(target=_racer, args=(url, action, calls, barrier, results))
                  for calls in calls_per_worker]
-    for process in processes:
-        process.start()
     rounds = {}
-    try:
-        for _ in range(len(processes) * len(calls_per_worker[0])):
-            number, outcome, detail = results.get(timeout=TIMEOUT)
-            rounds.setdefault(number, []).append((outcome, detail))
-    except queue.Empty:
-        pytest.fail(f"a worker did not report within {TIMEOUT}s")
-    finally:
-        for process in processes:
-            process.join(TIMEOUT)
-            if process.is_alive():
-                process.kill()
+    for number, outcome, detail in collect(processes, results,
+                                           len(processes) * len(calls_per_worker[0])):
+        rounds.setdefault(number, []).append((outcome, detail))
     errors = [detail for outcomes in rounds.values() for status, detail in outcomes
               if status == "error"]
     assert not errors, errors
