@@ -189,6 +189,24 @@ def db_url(backend, request):
 
 
 @pytest.fixture
+def second_db_url(backend, request, tmp_path):
+    """A second fresh, empty database URL on the same backend as ``db_url``."""
+    folder = tmp_path / "second"
+    folder.mkdir()
+    with throwaway_url(request, backend, folder) as url:
+        yield url
+
+
+def bound_and_emptied(database, tables=("keys", "payments", "order_items", "orders",
+                                        "webhook_logs")):
+    """``database`` (a module's shared one) bound to the models, ``tables`` emptied."""
+    bitloot_lite.db.database_proxy.initialize(database)
+    for table in tables:
+        database.execute_sql(f'DELETE FROM "{table}"')
+    return database
+
+
+@pytest.fixture
 def database(db_url):
     """A connected, empty database with the models bound to it."""
     db = bitloot_lite.connect(db_url)

@@ -422,10 +422,7 @@ def shared_db(request, tmp_path_factory):
 
 @pytest.fixture
 def json_db(shared_db):
-    bitloot_lite.db.database_proxy.initialize(shared_db)
-    for table in ("payments", "webhook_logs", "order_items", "orders"):
-        shared_db.execute_sql(f'DELETE FROM "{table}"')
-    return shared_db
+    return conftest.bound_and_emptied(shared_db)
 
 
 #: Floats that Python writes with a positive exponent, which jsonb used to hand back as ints.

@@ -9,7 +9,7 @@ import json
 import re
 
 import pytest
-from conftest import MIGRATIONS, run_cli, throwaway_url
+from conftest import MIGRATIONS, run_cli
 from own_migrations import NOTE_MIGRATION, make_folder, next_name, run_script, state, write
 
 from bitloot_lite import schema
@@ -19,12 +19,9 @@ pytestmark = pytest.mark.usefixtures("unrelated_cwd")
 
 
 @pytest.fixture
-def other_url(request, backend, tmp_path):
+def other_url(second_db_url):
     """A second empty database on the same backend."""
-    folder = tmp_path / "other"
-    folder.mkdir()
-    with throwaway_url(request, backend, folder) as url:
-        yield url
+    return second_db_url
 
 
 def ok(*args):

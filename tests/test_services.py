@@ -70,10 +70,7 @@ def module_db(request, tmp_path_factory):
 @pytest.fixture
 def db(module_db):
     """The module's database, bound to the models and emptied."""
-    bitloot_lite.db.database_proxy.initialize(module_db)
-    for table in ("keys", "payments", "order_items", "orders", "webhook_logs"):
-        module_db.execute_sql(f'DELETE FROM "{table}"')
-    return module_db
+    return conftest.bound_and_emptied(module_db)
 
 
 def snapshot(database):

@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import opened, run_cli, throwaway_url
+from conftest import opened, run_cli
 from own_migrations import run_script, state
 
 from bitloot_lite import schema
@@ -41,11 +41,8 @@ def counts(database):
 
 
 @pytest.fixture
-def empty_url(request, backend, tmp_path):
-    folder = tmp_path / "empty"
-    folder.mkdir()
-    with throwaway_url(request, backend, folder) as url:
-        yield url
+def empty_url(second_db_url):
+    return second_db_url
 
 
 def test_the_walkthrough_runs_as_written(db_url, empty_url, backend, tmp_path, monkeypatch):
