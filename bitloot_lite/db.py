@@ -64,9 +64,12 @@ URL_OPTIONS = {"prepare": {"true": True, "false": False, "auto": None}}
 #: The models' Meta.database; ``connect`` binds it to the opened database.
 database_proxy = pw.DatabaseProxy()
 
-#: What a statement on a connection the server has closed may raise (peewee's
-#: wrappers, or the driver's own exceptions where peewee does not wrap them).
-_CONNECTION_ERRORS = (pw.PeeweeException,) + ((psycopg2.Error,) if psycopg2 else ())
+#: What a statement may raise: peewee's wrappers, or the driver's own exceptions where
+#: peewee does not wrap them (a connection the server has closed, our direct cursors).
+DRIVER_ERRORS: tuple[type[Exception], ...] = (pw.PeeweeException,) + (
+    (psycopg2.Error,) if psycopg2 else ())
+#: ... and sqlite3's unwrapped ones too: what the service API turns into StorageError.
+DATABASE_ERRORS: tuple[type[Exception], ...] = DRIVER_ERRORS + (sqlite3.Error,)
 
 #: The first bytes of statements that only read, and so may be sent twice.
 _READS = ("SELECT", "SHOW", "VALUES", "TABLE", "EXPLAIN")
@@ -208,7 +211,7 @@ class PostgresqlDatabase(pw.PostgresqlDatabase):
                 return function(*args, **kwargs)
             try:
                 return function(*args, **kwargs)
-            except _CONNECTION_ERRORS:
+            except DRIVER_ERRORS:
                 if not repeatable or self.in_transaction() or not self.connection_lost():
                     raise
             self._reopen()
@@ -218,7 +221,7 @@ class PostgresqlDatabase(pw.PostgresqlDatabase):
 
     def _reopen(self) -> None:
         logger.warning("the database server closed the connection; reconnecting")
-        with contextlib.suppress(*_CONNECTION_ERRORS):
+        with contextlib.suppress(*DRIVER_ERRORS):
             self.close()  # resets peewee's per-thread connection state even if it fails
         self.connect()
 
@@ -292,7 +295,7 @@ class SqliteDatabase(pw.SqliteDatabase):
             return pw.SqliteDatabase.cursor(self)  # the savepoint went with the transaction
         try:
             return super().execute_sql(sql, params)  # type: ignore[no-untyped-call]
-        except _CONNECTION_ERRORS as exc:
+        except DRIVER_ERRORS as exc:
             self.note_lost(exc)
             raise
 

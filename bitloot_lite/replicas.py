@@ -22,6 +22,7 @@ model statement other than a SELECT outside a transaction, any COMMIT), so that
 a read that starts after a write returned, in any thread, sees it.
 """
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -33,7 +34,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 import peewee as pw
 
 from . import validating as check
-from .db import database_proxy, is_read, mask_url, open_database, unwrap
+from .db import DRIVER_ERRORS, database_proxy, is_read, mask_url, open_database, unwrap
 from .errors import BitlootError, ConfigurationError
 
 P = ParamSpec("P")
@@ -129,7 +130,7 @@ class Replica:
             return replica if self._usable else primary
         try:
             _recovering, replayed, lag = replica.execute_sql(_STATE, (target, target)).fetchone()
-        except (pw.PeeweeException, BitlootError) + _driver_errors() as exc:
+        except (BitlootError,) + DRIVER_ERRORS as exc:
             self.failed(exc)
             return primary
         self._checked_at = now
@@ -180,10 +181,8 @@ class Replica:
         self._fall_back(f"it failed: {lines[0] if lines else type(exc).__name__}")
         database = self.database
         if database is not None:
-            try:
+            with contextlib.suppress(*DRIVER_ERRORS):
                 database.close()  # a new connection next time
-            except (pw.PeeweeException,) + _driver_errors():
-                pass
 
     def _fall_back(self, why: str) -> None:
         if self._fallback is None:
@@ -200,14 +199,6 @@ class Replica:
         """Close this thread's connection to the replica (if open)."""
         if self.database is not None:
             self.database.close()
-
-
-def _driver_errors() -> tuple[type[Exception], ...]:
-    try:
-        import psycopg2
-    except ImportError:  # pragma: no cover - psycopg2-binary is a dependency
-        return ()
-    return (psycopg2.Error,)
 
 
 def _tracked(cls: type[pw.Database]) -> type[pw.Database]:
@@ -279,7 +270,7 @@ def reads(function: Callable[P, R]) -> Callable[P, R]:
         _routing.reads = True
         try:
             return function(*args, **kwargs)
-        except (pw.PeeweeException,) + _driver_errors() as exc:
+        except DRIVER_ERRORS as exc:
             if not replica.ran_on_replica():
                 raise
             replica.failed(exc)

@@ -26,6 +26,7 @@ import peewee as pw
 
 from . import validating as check
 from ._typing import Amount, ItemDict, OrderStatusName, PaymentFields, PaymentStatusName
+from .db import DATABASE_ERRORS
 from .errors import (
     DuplicateKeys,
     InvalidPaymentTransition,
@@ -43,7 +44,6 @@ from .fields import JSONField
 from .models import Key, Order, OrderItem, OrderStatus, Payment, PaymentStatus, WebhookLog
 from .replicas import reads
 from .statements import (
-    DATABASE_ERRORS,
     KEY_BATCH,
     api,
     atomic,

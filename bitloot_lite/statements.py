@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, cast
 import peewee as pw
 
 from . import prepared, replicas
-from .db import driver_error, is_read, sqlite_full, unwrap
+from .db import DATABASE_ERRORS, driver_error, is_read, sqlite_full, unwrap
 from .errors import (
     INSUFFICIENT_PRIVILEGE,
     SQLITE_LOCKED,
@@ -59,9 +59,6 @@ try:
 except ImportError:  # pragma: no cover - psycopg2-binary is a dependency
     psycopg2 = None
 
-#: What a driver or peewee may raise; the API turns each into a StorageError.
-_DATABASE_ERRORS = (pw.PeeweeException, sqlite3.Error) + ((psycopg2.Error,) if psycopg2 else ())
-DATABASE_ERRORS = _DATABASE_ERRORS  # for a service that handles one error itself
 
 logger = logging.getLogger("bitloot_lite.services")
 
@@ -91,7 +88,7 @@ def run(db: pw.Database, name: str, params: Sequence[Any] = (), arg: Hashable = 
         return _execute(db, _compile(name, False, arg, None, False)[0], params)
     try:
         return _run_postgres(db, name, params, arg, savepoint)
-    except _DATABASE_ERRORS as exc:
+    except DATABASE_ERRORS as exc:
         if not prepared.lost(db, exc, _compile(name, True, arg, savepoint, True)[1], name):
             raise
     return _run_postgres(db, name, params, arg, savepoint)
@@ -203,7 +200,7 @@ def api(function: Callable[P, R]) -> Callable[P, R]:
             return function(*args, **kwargs)
         except TransactionLost as exc:  # from db.SqliteDatabase: named after the call
             error = TransactionLost(function.__name__, exc.cause)
-        except _DATABASE_ERRORS as exc:
+        except DATABASE_ERRORS as exc:
             error = _translate(function.__name__, exc, time.monotonic() - started)
         logger.debug("%s", error)
         raise error
@@ -358,7 +355,7 @@ def write(db: pw.Database, name: str, params: Sequence[Any] = (), arg: Hashable 
         return cursor
     try:
         cursor = run(db, name, params, arg, "open" if result else "wrap")
-    except _DATABASE_ERRORS:
+    except DATABASE_ERRORS:
         _undo(db)
         raise
     if result:  # the rows are in the cursor already: a client-side cursor fetched them all
@@ -404,7 +401,7 @@ def _undo(db: pw.Database) -> None:
         lost = getattr(db, gone, None)
         if lost is not None and lost():
             return
-    with contextlib.suppress(*_DATABASE_ERRORS):
+    with contextlib.suppress(*DATABASE_ERRORS):
         for statement in _UNDO:
             _execute(db, statement, ())
 

@@ -17,10 +17,9 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import click
-import peewee as pw
 
 from .. import migrating
-from ..db import mask_url, open_database, redact, resolve_url, url_secrets
+from ..db import DRIVER_ERRORS, mask_url, open_database, redact, resolve_url, url_secrets
 from ..errors import BitlootError, ServerRefused
 
 try:
@@ -105,7 +104,7 @@ def _common(command: Callable[..., Any] | None = None, *, error_exit: int = 1,
                     return _refusals_as_errors(command, database, mask_url(url),
                                                migrations_dir, **kwargs)
                 finally:
-                    with contextlib.suppress(*_DRIVER_ERRORS):
+                    with contextlib.suppress(*DRIVER_ERRORS):
                         database.close()
             except BitlootError as exc:
                 # One line, plus the list of a refusal's reasons ("  - ...": AdoptionError's
@@ -125,7 +124,6 @@ def _common(command: Callable[..., Any] | None = None, *, error_exit: int = 1,
 
 #: What the server's refusals reach us as, when no library call turned them into a
 #: BitlootError: peewee's wrappers, or the driver's own exceptions.
-_DRIVER_ERRORS = (pw.PeeweeException,) + ((psycopg2.Error,) if psycopg2 else ())
 
 
 def _refusals_as_errors(command: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -133,7 +131,7 @@ def _refusals_as_errors(command: Callable[..., T], *args: Any, **kwargs: Any) ->
     a missing privilege ...) raised as a one-line ServerRefused, not a traceback."""
     try:
         return command(*args, **kwargs)
-    except _DRIVER_ERRORS as exc:
+    except DRIVER_ERRORS as exc:
         original = next((error for error in (exc.__cause__, exc.__context__,
                                              exc.args[0] if exc.args else None)
                          if getattr(error, "pgcode", None)), exc)

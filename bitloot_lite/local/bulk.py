@@ -14,7 +14,7 @@ from typing import Any
 
 import peewee as pw
 
-from ..db import is_postgres, is_sqlite
+from ..db import DATABASE_ERRORS, is_postgres, is_sqlite
 from ..errors import StorageError
 
 try:
@@ -22,7 +22,6 @@ try:
 except ImportError:  # pragma: no cover - psycopg2-binary is a dependency
     psycopg2 = None
 
-_DATABASE_ERRORS = (pw.PeeweeException, sqlite3.Error) + ((psycopg2.Error,) if psycopg2 else ())
 
 
 @contextlib.contextmanager
@@ -32,7 +31,7 @@ def storage_errors(operation: str) -> Iterator[None]:
     error: StorageError | None = None
     try:
         yield
-    except _DATABASE_ERRORS as exc:
+    except DATABASE_ERRORS as exc:
         error = StorageError(operation, _describe(exc))
     if error is not None:
         raise error
