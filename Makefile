@@ -29,7 +29,7 @@ $(STAMP): setup.cfg pyproject.toml
 migrate: $(STAMP) ## Apply pending migrations (make migrate TO=003_create_webhook_logs)
 	$(CLI) migrate $(if $(TO),--to $(TO))
 
-rollback: $(STAMP) ## Undo the newest migration (STEPS=N or TO=NAME for more)
+rollback: $(STAMP) ## Undo the newest migration (STEPS=N or TO=NAME for more, TO=zero for all)
 	$(CLI) rollback $(if $(STEPS),--steps $(STEPS)) $(if $(TO),--to $(TO))
 
 # @: the output of these is read (make sql > file.sql), so make does not echo the command.

@@ -3,7 +3,9 @@
 import contextlib
 import logging
 import os
+import re
 import select
+import shlex
 import socket
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -23,11 +25,13 @@ from .errors import (
     DatabaseFull,
     DatabaseNotFound,
     DatabaseUnavailable,
+    FolderNotFound,
     InvalidDatabaseURL,
+    PostgresDatabaseNotFound,
     StorageError,
     TransactionLost,
 )
-from .urls import SECRET_PARAMETERS, redact, unclear, url_secrets  # noqa: F401
+from .urls import SECRET_PARAMETERS, redact, unclear, unsupported, url_secrets  # noqa: F401
 from .urls import mask_url as mask_url  # re-exported: bitloot_lite.mask_url
 from .urls import scrub as _scrub
 
@@ -421,7 +425,7 @@ def open_database(url: str | None = None, *, must_exist: bool = False) -> pw.Dat
         raise InvalidDatabaseURL(f"<{type(url).__name__}>",
                                  "a database URL is a str, e.g. sqlite:///bitloot.db")
     masked = mask_url(url)
-    reason = unclear(url)  # a URL the driver might misread is never handed to it
+    reason = unclear(url) or unsupported(url)  # a URL the driver might misread never reaches it
     if reason is not None:
         raise InvalidDatabaseURL(masked, reason)
     # Each error is raised after its except block: ``raise ... from None`` only hides
@@ -462,11 +466,31 @@ def open_database(url: str | None = None, *, must_exist: bool = False) -> pw.Dat
         error = InvalidDatabaseURL(masked, _scrub(str(exc), url))
     except pw.DatabaseError as exc:
         lines = str(exc).strip().splitlines()
-        error = DatabaseUnavailable(masked, _scrub(lines[0] if lines else type(exc).__name__, url))
+        reason = _scrub(lines[0] if lines else type(exc).__name__, url)
+        missing = _MISSING_DATABASE.search(reason) if is_postgres(database) else None
+        error = (PostgresDatabaseNotFound(masked, missing.group(1), reason,
+                                          _createdb(database, missing.group(1)))
+                 if missing else DatabaseUnavailable(masked, reason))
     if error is not None:
         raise error
+    database.bitloot_url = masked  # type: ignore[union-attr]  # for messages (local.identity)
     logger.debug("connected to %s", masked)
     return database
+
+
+#: libpq's words (the server's FATAL) for a database the server does not have.
+_MISSING_DATABASE = re.compile(r'database "(.+?)" does not exist')
+
+
+def _createdb(database: pw.Database, name: str) -> str:
+    """The ``createdb`` command line that creates ``name`` where ``database`` connects
+    (host, port and user as its URL gives them; never a password)."""
+    params = database.connect_params
+    if "dsn" in params and psycopg2 is not None:  # a multi-host URL: libpq reads it
+        params = psycopg2.extensions.parse_dsn(params["dsn"])
+    flags = [f"{flag} {shlex.quote(str(params[key]))}" for flag, key in
+             (("-h", "host"), ("-p", "port"), ("-U", "user")) if params.get(key)]
+    return " ".join(["createdb", *flags, shlex.quote(name)])
 
 
 def _check_sqlite_file(url: str, masked: str, database: pw.SqliteDatabase,
@@ -487,6 +511,9 @@ def _check_sqlite_file(url: str, masked: str, database: pw.SqliteDatabase,
         except (TypeError, ValueError) as exc:
             raise InvalidDatabaseURL(masked, _scrub(str(exc), url)) from None
         raise DatabaseNotFound(masked, os.path.abspath(path))
+    folder = os.path.dirname(os.path.abspath(path))
+    if path != ":memory:" and not path.startswith("file:") and not os.path.isdir(folder):
+        raise FolderNotFound(masked, folder)  # else only "unable to open database file"
 
 
 def connect(url: str | None = None, replica: str | None = None, *,

@@ -56,11 +56,22 @@ class MigrationsNotFound(MigrationError):
 class UnknownMigration(MigrationError):
     """A migration name was given that is not in the migrations folder."""
 
-    def __init__(self, name: str, known: Iterable[str] = ()) -> None:
+    def __init__(self, name: str, known: Iterable[str] = (), hint: str | None = None) -> None:
         self.name = name
         self.known = list(known)
-        hint = f" (known: {', '.join(self.known)})" if self.known else ""
-        super().__init__(f"unknown migration {name!r}{hint}")
+        if hint is None:
+            hint = f"known: {', '.join(self.known)}" if self.known else ""
+        super().__init__(f"unknown migration {name!r}" + (f" ({hint})" if hint else ""))
+
+
+class AmbiguousMigration(UnknownMigration):
+    """A migration number stands for more than one migration (``matches``)."""
+
+    def __init__(self, name: str, matches: Iterable[str]) -> None:
+        self.name = name
+        self.known = self.matches = list(matches)
+        MigrationError.__init__(self, f"migration {name!r} is ambiguous: it may be "
+                                      f"{' or '.join(self.matches)}; give the full name")
 
 
 class NothingToRollback(MigrationError):
@@ -636,10 +647,74 @@ class GrantFailed(ConfigurationError):
 
 
 class DatabaseNotFound(DatabaseUnavailable):
-    """The SQLite file ``path`` of ``url`` (masked) does not exist, and a read-only
-    command (status, check, sql) does not create one."""
+    """The SQLite file ``path`` of ``url`` (masked) does not exist, and a command that
+    has no business creating one (status, check, sql, shell, diagram) does not."""
 
     def __init__(self, url: str, path: str) -> None:
         self.path = path
-        super().__init__(url, f"no SQLite database file {path} (a read-only command creates "
+        super().__init__(url, f"no SQLite database file {path} (this command creates "
                               "none: check the path, or create it with `bitloot-lite migrate`)")
+
+
+# -- issue 16 (h16a): copy's identity check, and databases that cannot be opened ---------
+
+
+class SameDatabase(ConfigurationError):
+    """``copy`` was given one database twice: ``source`` and ``destination`` (masked URLs)
+    resolve to the same data (``reason``: the file, or the cluster and database)."""
+
+    def __init__(self, source: str, destination: str, reason: str) -> None:
+        self.source = source
+        self.destination = destination
+        self.reason = reason
+        super().__init__(f"the source {source} and the destination {destination} are one "
+                         f"database ({reason}): nothing was copied, nothing was written")
+
+
+class FolderNotFound(DatabaseUnavailable):
+    """The folder ``folder`` that should hold the SQLite file of ``url`` (masked) does
+    not exist: SQLite creates a file, never its folder."""
+
+    def __init__(self, url: str, folder: str) -> None:
+        self.folder = folder
+        super().__init__(url, f"no folder {folder} for the SQLite file (SQLite creates the "
+                              "file, not its folder: check the path, or create the folder)")
+
+
+class PostgresDatabaseNotFound(DatabaseUnavailable):
+    """The PostgreSQL server of ``url`` (masked) has no database ``database``; ``reason``
+    is the server's message, ``command`` the one that would create it."""
+
+    def __init__(self, url: str, database: str, reason: str, command: str) -> None:
+        self.database = database
+        self.command = command
+        super().__init__(url, f"{reason} (create it first: `{command}`, then "
+                              "`bitloot-lite migrate`)")
+
+
+# ------------------------------------------ the user's migrations folder: repair, new (issue 16)
+
+#: Where a user's migrations folder is given: what a message about it points at.
+USER_FOLDER_SETTING = "--migrations / BITLOOT_MIGRATIONS_DIR"
+
+
+class MigrationsFolderMissing(MigrationsNotFound):
+    """The migrations folder ``path`` does not exist (``user``: the user's own folder)."""
+
+    def __init__(self, path: str | os.PathLike[str], user: bool = True) -> None:
+        super().__init__(path)
+        self.user = user
+        hint = f" (your migrations folder, given by {USER_FOLDER_SETTING})" if user else ""
+        self.args = (f"no such folder: {path}{hint}",)
+
+
+class ForgetRefused(MigrationError):
+    """``repair`` refused to forget the history row of ``name``: ``reason``; nothing was
+    repaired. ``folder`` is the user's migrations folder it looked in (None: none given)."""
+
+    def __init__(self, name: str, reason: str, folder: str | os.PathLike[str] | None = None
+                 ) -> None:
+        self.name = name
+        self.reason = reason
+        self.folder = folder
+        super().__init__(f"cannot forget {name}: {reason}; nothing was repaired")

@@ -39,9 +39,9 @@ from typing import TYPE_CHECKING
 
 from . import offline, schema
 from .db import is_postgres
-from .errors import LinterFailed, LinterUnavailable, UnknownMigration
+from .errors import LinterFailed, LinterUnavailable
 from .migrating import pending
-from .runner import migration_files
+from .runner import migration_files, resolve_name
 
 if TYPE_CHECKING:
     import peewee as pw
@@ -102,10 +102,8 @@ def lint(database: pw.Database | None, migrations_dir: StrPath | None = None,
     ``database``; with no database, every one). ``database`` may be None."""
     todo = [name for name, _path in migration_files(migrations_dir)]
     if names:
-        unknown = [name for name in names if name not in todo]
-        if unknown:
-            raise UnknownMigration(unknown[0], todo)
-        chosen = [name for name in todo if name in names]
+        named = {resolve_name(name, todo) for name in names}
+        chosen = [name for name in todo if name in named]
     else:
         chosen = todo if database is None else pending(database, migrations_dir)
     if not chosen:

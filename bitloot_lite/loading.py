@@ -30,7 +30,7 @@ import importlib.resources
 import os
 import re
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,14 +40,26 @@ if TYPE_CHECKING:
     from peewee_migrate import Migrator
 
 from .errors import (
+    AmbiguousMigration,
     InvalidMigration,
     InvalidMigrationFiles,
+    MigrationsFolderMissing,
     MigrationsNotFound,
+    UnknownMigration,
     ValidationError,
 )
 
 #: A migration file's name: a three-digit number, an underscore, a name.
 MIGRATION_FILE = re.compile(r"^(?P<number>\d{3})_(?P<name>[A-Za-z0-9_]+)\.py$")
+
+#: The number of a user's first migration: room below it for the migrations later
+#: releases of bitloot-lite ship (007, 008 ...), which would refuse a user's 007.
+USER_FIRST_NUMBER = 100
+
+
+def first_user_number(last_shipped: int) -> int:
+    """The number a user's series starts at: 100, or after the shipped ones if they reach it."""
+    return max(USER_FIRST_NUMBER, last_shipped + 1)
 
 
 def shipped_migrations_dir() -> Path:
@@ -89,7 +101,7 @@ def _scan(folder: Path, problems: list[str]) -> list[tuple[str, Path]]:
             found.append((path.stem, path))
         else:
             problems.append(f"{path}: not a migration file name (NNN_name.py, e.g. "
-                            "006_orders_note.py: three digits, an underscore, letters, "
+                            "100_orders_note.py: three digits, an underscore, letters, "
                             "digits or underscores)")
     return found
 
@@ -99,14 +111,15 @@ def migration_files(migrations_dir: str | os.PathLike[str] | None = None) -> lis
     user's (``migrations_dir``, else $BITLOOT_MIGRATIONS_DIR), numbered after them.
 
     Reads no database. Raises MigrationsNotFound if the shipped folder is
-    missing or empty or the user's folder is missing (an empty one adds nothing),
+    missing or empty, MigrationsFolderMissing (one) if the user's folder is missing (an
+    empty one adds nothing),
     and InvalidMigrationFiles, naming every offending file, for a file not named
     NNN_name.py, two files with one number, or a user's file that collides with
     or does not come after the shipped ones.
     """
     shipped_dir = shipped_migrations_dir()
     if not shipped_dir.is_dir():
-        raise MigrationsNotFound(shipped_dir)
+        raise MigrationsFolderMissing(shipped_dir, user=False)
     problems: list[str] = []
     shipped = _scan(shipped_dir, problems)
     if not shipped and not problems:
@@ -115,22 +128,22 @@ def migration_files(migrations_dir: str | os.PathLike[str] | None = None) -> lis
     users: list[tuple[str, Path]] = []
     if user_dir is not None:
         if not user_dir.is_dir():
-            raise MigrationsNotFound(user_dir)
+            raise MigrationsFolderMissing(user_dir)
         if user_dir.resolve() != shipped_dir.resolve():  # `--migrations migrations` in a clone
             users = _scan(user_dir, problems)
     shipped_paths = {name: path for name, path in shipped}
     shipped_numbers = {int(name[:3]): path for name, path in shipped}
     last = max(shipped_numbers, default=0)
+    start = f"number yours from {first_user_number(last):03d}, as `bitloot-lite new` does"
     for name, path in users:
         number = int(name[:3])
         if name in shipped_paths:
             problems.append(f"{path}: has the name of the shipped migration "
-                            f"{shipped_paths[name]}; number it after {last:03d}")
+                            f"{shipped_paths[name]}; {start}")
         elif number <= last:
             clash = f" (like {shipped_numbers[number]})" if number in shipped_numbers else ""
-            problems.append(f"{path}: numbered {number:03d}{clash}, but the shipped migrations "
-                            f"go up to {last:03d}; a user's migration comes after them "
-                            f"(from {last + 1:03d})")
+            problems.append(f"{path}: numbered {number:03d}{clash}, among the shipped "
+                            f"migrations (up to {last:03d}); {start}")
     # Two files of one folder with one number (across folders, reported above).
     for found in (shipped, [(n, p) for n, p in users if int(n[:3]) > last]):
         by_number: dict[int, list[Path]] = {}
@@ -143,6 +156,36 @@ def migration_files(migrations_dir: str | os.PathLike[str] | None = None) -> lis
     if problems:
         raise InvalidMigrationFiles(problems)
     return shipped + users
+
+
+def resolve_name(name: str, names: Sequence[str]) -> str:
+    """The migration of ``names`` that ``name`` stands for: every command's one reading.
+
+    ``name`` is a full name (``003_create_webhook_logs``) or a number (``3``,
+    ``003``: read as an integer, so leading zeros do not matter).
+    UnknownMigration when none is, AmbiguousMigration when several are (a
+    history row whose file is gone may share a number with a file).
+    """
+    if not isinstance(name, str):  # 5 is not a name; "5" or "005" is its number
+        raise UnknownMigration(name, names)
+    if name in names:
+        return name
+    text = name.strip()
+    if text.isascii() and text.isdigit():
+        matches = [full for full in names if (number := _NUMBER.match(full))
+                   and int(number.group(1)) == int(text)]
+        if len(matches) > 1:
+            raise AmbiguousMigration(name, matches)
+        if matches:
+            return matches[0]
+    raise UnknownMigration(name, names)
+
+
+_NUMBER = re.compile(r"(\d+)_")
+
+#: ``rollback --to zero``: before the first migration, every applied one undone
+#: (Django's spelling; no migration can be named so: names start with a number).
+ZERO = "zero"
 
 
 #: The values ``ROLLBACK`` may take: the migration's rollback does nothing, knowingly.

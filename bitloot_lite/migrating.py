@@ -33,6 +33,7 @@ from .errors import (
     ValidationError,
     privilege_required,
 )
+from .loading import ZERO, resolve_name
 from .locking import migration_lock
 from .models import MODELS
 from .repairing import Repair, repair, repairs
@@ -49,7 +50,7 @@ from .runner import (
 __all__ = [
     "DDL_LOCK_TIMEOUT", "HISTORY_TABLE", "MigrationState", "Step", "baseline", "check",
     "Repair", "default_migrations_dir", "migrate", "migration_files", "pending", "preview",
-    "repair", "repairs", "rollback", "shipped_migrations_dir", "status",
+    "repair", "repairs", "rollback", "shipped_migrations_dir", "status", "ZERO",
 ]
 
 if TYPE_CHECKING:
@@ -163,7 +164,8 @@ def rollback(database: pw.Database, steps: int = 1, to: str | None = None,
              migrations_dir: StrPath | None = None, *, lock_timeout: float | None = None,
              ddl_lock_timeout: float = DDL_LOCK_TIMEOUT, allow_edited: bool = False,
              on_step: OnStep | None = None, on_wait: OnWait | None = None) -> list[str]:
-    """Undo the newest migrations: ``steps`` of them, or all after ``to``.
+    """Undo the newest migrations: ``steps`` of them, or all after ``to``
+    (a name or a number; :data:`ZERO`, ``"zero"``, undoes every applied one).
 
     Returns the names undone, newest first.
     """
@@ -172,8 +174,12 @@ def rollback(database: pw.Database, steps: int = 1, to: str | None = None,
     with migration_lock(database, lock_timeout, on_wait):
         history = router.history()
         _edited(router, todo, history, allow_edited)
-        if to is not None and to not in history:
-            to = router.resolve(to)
+        if to is not None and to != ZERO:  # an applied one whose file is gone too
+            names = [*todo, *(name for name in history if name not in todo)]
+            if isinstance(to, str) and to.strip() and not to.strip().strip("0"):  # 0, 000
+                raise UnknownMigration(to, names, f"to undo every migration, roll back to "
+                                                  f"{ZERO}")
+            to = resolve_name(to, names)
         plan = _rollback_plan(list(history), todo, steps, to)
         router.require_reversible(plan)  # before undoing any of them
         return _run(router, plan, on_step, downgrade=True)
@@ -400,7 +406,9 @@ def _check_order(plan: list[str], history: dict[str, Applied], allow_out_of_orde
 
 
 def _rollback_plan(done: list[str], todo: list[str], steps: int, to: str | None) -> list[str]:
-    if to is not None:
+    if to == ZERO:
+        plan = done[::-1]
+    elif to is not None:
         if to not in done:
             raise UnknownMigration(to, done)
         plan = done[done.index(to) + 1:][::-1]

@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 import peewee as pw
 
 from .db import recording
-from .errors import ConfigurationError, NothingToRollback, UnknownMigration
+from .errors import ConfigurationError, NothingToRollback
+from .loading import resolve_name
 from .replay import scratch_sqlite
 from .runner import HISTORY_TABLE, Router
 
@@ -76,9 +77,8 @@ def blocks(backend: str, migrations_dir: StrPath | None = None, *, start: str | 
     with _target(backend) as database:
         router = Router(database, migrations_dir)
         todo = router.todo
-        for name in (start, end):
-            if name is not None and name not in todo:
-                raise UnknownMigration(name, todo)
+        start = None if start is None else resolve_name(start, todo)
+        end = None if end is None else resolve_name(end, todo)
         last = todo.index(end) + 1 if end is not None else len(todo)
         first = todo.index(start) if start is not None else 0
         if rollback_steps is not None:
@@ -257,9 +257,11 @@ def _inline(sql: str, params: Sequence[Any], *, history: bool = False,
     pieces = iter(values)
     while i < len(sql):
         ch = sql[i]
-        if quote:
+        if quote:  # psycopg reads %% as % inside a literal too (pyformat: the whole text)
+            pyformat = "%s" in sql and sql.startswith("%%", i)
             out.append(ch)
             quote = None if ch == quote else quote
+            i += pyformat
         elif ch in "'\"":
             quote = ch
             out.append(ch)

@@ -14,7 +14,10 @@ Where the scratch database lives:
   database: a ``CREATE INDEX CONCURRENTLY`` there would wait for every
   long transaction of the live database, and a killed check would leave
   objects behind in it. It needs the CREATEDB privilege; without it the
-  error says so (:class:`~bitloot_lite.errors.ScratchUnavailable`).
+  error says so (:class:`~bitloot_lite.errors.ScratchUnavailable`). It is
+  given the schemas of the live session's search_path and that path, so a
+  database kept in ``shop`` (the URL's options, the role's default) is
+  replayed in ``shop`` too.
 
 The snapshot is cached in-process per (backend, server version, each
 migration's name and checksum): ``check`` runs often, the replay once.
@@ -82,19 +85,45 @@ def scratch_database(database: pw.Database) -> Iterator[pw.Database]:
     if not is_postgres(database):
         raise ConfigurationError(f"cannot replay migrations on a {type(database).__name__}")
     name = f"{SCRATCH_PREFIX}{uuid.uuid4().hex[:12]}"
+    (schemas,) = database.execute_sql("SELECT current_schemas(false)").fetchone()
     try:
         # template0: template1 may hold tables or types of the site's own.
         database.execute_sql(f'CREATE DATABASE "{name}" TEMPLATE template0')
     except pw.DatabaseError as exc:
         lines = str(exc).strip().splitlines()
         raise ScratchUnavailable(name, lines[0] if lines else type(exc).__name__) from None
+    # The same connect parameters: the URL's options (a search_path among them) too.
     scratch = PostgresqlDatabase(name, **database.connect_params)
     try:
+        _same_search_path(database, name, schemas)
         scratch.connect()
+        for schema_name in schemas:
+            scratch.execute_sql(f"CREATE SCHEMA IF NOT EXISTS {_quoted(schema_name)}")
         yield scratch
     finally:
         scratch.close()
         database.execute_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _same_search_path(database: pw.Database, name: str, schemas: list[str]) -> None:
+    """Give the scratch database ``name`` the search_path of ``database``'s session.
+
+    ``schemas`` is that session's ``current_schemas(false)``: the schemas of its
+    search_path that exist, wherever the path was set (the URL's options, the
+    role's default, its default in that database, the database's own). The
+    scratch database gets them (empty, created once connected) and, as the
+    role's default ``IN DATABASE`` it, that path: it outranks every default
+    but the URL's options, which the scratch connection shares. So the replay
+    creates its tables in the schema ``migrate`` did (``current_schema()``).
+    """
+    if schemas:  # none: the live snapshot has refused already (schema.current_schema)
+        path = ", ".join(map(_quoted, schemas))
+        database.execute_sql(
+            f'ALTER ROLE CURRENT_USER IN DATABASE "{name}" SET search_path = {path}')
+
+
+def _quoted(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 def built(database: pw.Database, router: Router, names: list[str]) -> None:

@@ -42,6 +42,7 @@ from .loading import (  # noqa: F401 (re-exported: runner.migration_files is the
     describe,
     load_migration,
     migration_files,
+    resolve_name,
     shipped_migrations_dir,
     user_migrations_dir,
 )
@@ -160,16 +161,7 @@ class Router(_Router):
 
     def resolve(self, name: str) -> str:
         """A migration's full name from its full name or its number ("006", "6")."""
-        if not isinstance(name, str):  # 5 is not a name; "5" or "005" is its number
-            raise UnknownMigration(name, self.todo)
-        if name in self.files:
-            return name
-        text = name.strip()
-        if text.isdigit():
-            matches = [full for full in self.files if int(full[:3]) == int(text)]
-            if len(matches) == 1:
-                return matches[0]
-        raise UnknownMigration(name, self.todo)
+        return resolve_name(name, self.todo)
 
     def checksum(self, name: str) -> str:
         """sha256 of the migration file's bytes."""

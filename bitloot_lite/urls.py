@@ -21,6 +21,14 @@ SECRET_PARAMETERS = ("password", "sslpassword", "passwd")
 #: peewee's SQLite schemes: a file path, no host (sqlite:///relative.db).
 _PATH_SCHEMES = ("sqlite", "sqlite+pool")
 
+#: The schemes of the databases bitloot-lite runs on (peewee's names), lower case.
+SCHEMES = (*_PATH_SCHEMES, *(f"{name}{ext}{pool}" for name in ("postgres", "postgresql")
+                             for ext in ("", "ext") for pool in ("", "+pool")))
+#: Scheme prefixes of databases peewee knows and bitloot-lite does not run on.
+_FAMILIES = (("mysql", "MySQL"), ("mariadb", "MariaDB"), ("cockroach", "CockroachDB"),
+             ("crdb", "CockroachDB"), ("psycopg3", "PostgreSQL through psycopg3 (use "
+                                                "postgresql://)"), ("apsw", "APSW"))
+
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 MASK = "***"
 
@@ -111,6 +119,22 @@ def unclear(url: str) -> str | None:
         return ("its ?password= cannot be read unambiguously: percent-encode the characters "
                 "& # + in it (%26 %23 %2B)")
     return None
+
+
+def unsupported(url: str) -> str | None:
+    """Why ``url``'s scheme is not one bitloot-lite runs on (None if it is one).
+
+    peewee knows more (``mysql://``, ``cockroachdb://`` ...) and would say a
+    driver is missing, as if installing one would do: the models, migrations
+    and SQL are SQLite's and PostgreSQL's only.
+    """
+    scheme = _scheme(url)[0][:-1].lower()
+    if scheme in SCHEMES:
+        return None
+    family = next((name for prefix, name in _FAMILIES if scheme.startswith(prefix)),
+                  f"{scheme}://" if scheme else "a URL without a scheme")
+    return (f"{family} is not supported: bitloot-lite runs on SQLite (sqlite:///bitloot.db) "
+            "and PostgreSQL (postgresql://user@host/db)")
 
 
 def redact(text: str, secrets: list[str]) -> str:

@@ -1142,7 +1142,7 @@ BAD_COMMANDS = [
     (["baseline", "--to", MIGRATIONS[0], "--lock-timeout", "-1"], 2, "--lock-timeout"),
     (["migrate", "--ddl-lock-timeout", "-5"], 2, "--ddl-lock-timeout"),
     (["migrate", "--ddl-lock-timeout", "nan"], 1, "ddl_lock_timeout"),
-    (["migrate", "--migrations", "/nonexistent"], 1, "no migrations found"),
+    (["migrate", "--migrations", "/nonexistent"], 1, "no such folder: /nonexistent"),
     (["sql", "--rollback", "0"], 2, "--rollback"),
     (["sql", "--rollback", "99"], 1, "cannot roll back 99"),
     (["sql", "--to", "999_nope"], 1, "unknown migration"),

@@ -71,7 +71,7 @@ def test_repair_re_records_an_edited_migration_and_forgets_a_gone_one(db_url,
     notes.unlink()
     assert run_cli("status", *where).exit_code == 2  # edited: refused
 
-    listed = run_cli("repair", *where, input="n\n")
+    listed = run_cli("repair", *where, "--forget", notes.stem, input="n\n")
 
     assert listed.exit_code == 1
     assert f"re-record {labels.stem}: edited since it was applied" in listed.stdout
@@ -79,7 +79,7 @@ def test_repair_re_records_an_edited_migration_and_forgets_a_gone_one(db_url,
     assert "nothing was repaired" in listed.stderr
     assert notes.stem in checksums(db_url) and checksums(db_url)[labels.stem] != sha256(labels)
 
-    result = run_cli("repair", *where, input="y\n")
+    result = run_cli("repair", *where, "--forget", notes.stem, input="y\n")
 
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[-1].startswith("2 history row(s) repaired on ")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..db import mask_url, open_database, redact, url_secrets
-from ..errors import BitlootError, ConfigurationError
+from ..errors import BitlootError
 from .base import (
     _common,
     _logging_to_stderr,
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 @cli.command()
 @click.option("--format", "fmt", type=click.Choice(["mermaid", "dot"]), default="mermaid",
               show_default=True, help="Mermaid (GitHub renders it) or Graphviz dot.")
-@_common
+@_common(read_only=True)  # a missing SQLite file is an error, not an empty diagram
 def diagram(database: pw.Database, where: str, migrations_dir: str | None, fmt: str) -> None:
     """Print the live schema as an entity-relationship diagram.
 
@@ -81,7 +81,7 @@ def demo(database: pw.Database, where: str, migrations_dir: str | None, count: i
 @cli.command()
 @click.option("--plain", is_flag=True, help="The standard Python REPL even if IPython is "
                                             "installed.")
-@_common
+@_common(read_only=True)  # a missing SQLite file is an error, not a new empty one
 def shell(database: pw.Database, where: str, migrations_dir: str | None, plain: bool) -> None:
     """An interactive Python session on the database.
 
@@ -131,7 +131,8 @@ def copy_command(source_url: str, dest_url: str, replace: bool, anonymize: bool,
     in batches, parents first, with a progress bar per table on a terminal;
     every table is then checked (row count and checksum) before the commit.
     A destination that holds rows is refused unless --replace, and so is a
-    source with migrations this version does not know.
+    source with migrations this version does not know, and a destination that
+    is the source itself, however its URL is spelled.
 
     \b
     Example:
@@ -140,6 +141,7 @@ def copy_command(source_url: str, dest_url: str, replace: bool, anonymize: bool,
             --orders 1000 --anonymize --salt team-2026 --replace
     """
     from ..local.copy import copy as copy_database
+    from ..local.identity import refuse_same_file
 
     click.get_current_context().meta["bitloot.quiet"] = quiet
     secrets = url_secrets(source_url) + url_secrets(dest_url)
@@ -148,10 +150,9 @@ def copy_command(source_url: str, dest_url: str, replace: bool, anonymize: bool,
         raise click.UsageError("--salt is only for --anonymize")
     with _logging_to_stderr(verbose, secrets):
         try:
-            if mask_url(source_url) == mask_url(dest_url):
-                raise ConfigurationError("the source and the destination are the same database")
             source = open_database(source_url)
             try:
+                refuse_same_file(source, dest_url)  # before SQLite opens a second name of it
                 destination = open_database(dest_url)
                 try:
                     with _Bars() as bars:

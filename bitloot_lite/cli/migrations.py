@@ -1,5 +1,6 @@
 """The commands that manage the schema: migrate, rollback, status, sql, check, baseline,
-repair, new and lint (each calls one function of the library and prints its result)."""
+new and lint (each calls one function of the library and prints its result; repair is in
+repairs.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .. import migrating, offline
+from .. import migrating, offline, repairing
 from ..db import is_postgres
 from .base import (
     _common,
@@ -91,7 +92,8 @@ def migrate(database: pw.Database, where: str, migrations_dir: str | None, to: s
     "--steps", type=click.IntRange(min=1), default=None, help="How many to undo [default: 1]."
 )
 @click.option("--to", "to", metavar="NAME",
-              help="Undo every migration after this one (its full name or its number).")
+              help="Undo every migration after this one (its full name or its number; "
+                   "zero: every one).")
 @_exclusive("steps", "to")
 @_json_option
 @_deploy_options
@@ -109,6 +111,7 @@ def rollback(database: pw.Database, where: str, migrations_dir: str | None, step
         bitloot-lite rollback --steps 2
         bitloot-lite rollback --to 001_init_orders
         bitloot-lite rollback --to 1 --json
+        bitloot-lite rollback --to zero
     """
     done: list[migrating.Step] = []
     undone = migrating.rollback(
@@ -122,6 +125,8 @@ def rollback(database: pw.Database, where: str, migrations_dir: str | None, step
                          "steps": [_step_json(step) for step in done]}, indent=2))
     elif undone:
         _say(f"{len(undone)} migration(s) rolled back on {where}")
+    elif to == migrating.ZERO or to is None:
+        _say(f"nothing to roll back: no migration is applied to {where}")
     else:
         _say(f"nothing to roll back: {to} is the newest migration applied to {where}")
 
@@ -160,7 +165,7 @@ def status(database: pw.Database, where: str, migrations_dir: str | None, as_jso
                 notes.append(f"(unfinished: index {', '.join(state.unbuilt)} missing or "
                              "INVALID; run migrate to build it)")
             if state.missing:
-                notes.append("(its file is gone: see `bitloot-lite repair`)")
+                notes.append(f"({repairing.where_gone(migrations_dir)}: see `bitloot-lite repair`)")
             tail = "".join(f"  {note}" for note in notes)
             if state.applied:
                 _say(f"applied  {state.name}  {state.applied_at:%Y-%m-%d %H:%M:%S} UTC{tail}")
@@ -283,58 +288,21 @@ def baseline(database: pw.Database, where: str, migrations_dir: str | None, to: 
     _say(f"{len(names)} migration(s) recorded as applied on {where}")
 
 
-
-_REPAIRS = {
-    "checksum": "re-record {name}: edited since it was applied (checksum {recorded} -> {current})",
-    "record": "record {name}: no checksum was recorded (now {current})",
-    "remove": "remove {name}: applied, but its file is gone",
-}
-
-
-@cli.command()
-@click.option("--yes", is_flag=True, help="Repair without asking (for scripts).")
-@_lock_timeout_option
-@_common
-def repair(database: pw.Database, where: str, migrations_dir: str | None, yes: bool,
-           lock_timeout: float | None) -> None:
-    """Fix the migration history after a review (Flyway's repair).
-
-    Re-records the checksum of every applied migration whose file was edited
-    since (after you have checked the edit is harmless), and removes the
-    history rows of migrations whose files are gone. Lists each, then asks
-    (--yes: does not ask). Changes no table but the history.
-
-    \b
-    Example:
-        bitloot-lite repair
-        bitloot-lite repair --yes --database postgresql://app@db/bitloot
-    """
-    planned = migrating.repairs(database, migrations_dir)
-    if not planned:
-        _say(f"nothing to repair: the history of {where} matches the migration files")
-        return
-    show = _say if yes else click.echo  # what a prompt asks about is shown even with -q
-    for item in planned:
-        show(_REPAIRS[item.action].format(
-            name=item.name, recorded=(item.recorded or "")[:12], current=(item.current or "")[:12]))
-    if not yes and not click.confirm(f"Repair {len(planned)} history row(s) of {where}?"):
-        raise click.ClickException("nothing was repaired")
-    done = migrating.repair(database, migrations_dir, expected=planned,
-                            lock_timeout=lock_timeout, on_wait=_print_wait)
-    _say(f"{len(done)} history row(s) repaired on {where}")
-
-
 @cli.command()
 @click.argument("name")
 @click.option("--auto", is_flag=True,
               help="Write the difference between the models and the migrations.")
 @click.option("--models", "models", metavar="MODULE",
               help="With --auto: your models module (dotted name or .py file) too.")
+@click.option("--number", "number", type=click.IntRange(1, 999), metavar="N",
+              help="Its number [default: after your newest migration; 100 for your first].")
 @_common(needs_database=lambda kwargs: False)
 def new(database: pw.Database | None, where: str, migrations_dir: str | None, name: str, auto: bool,
-        models: str | None) -> None:
+        models: str | None, number: int | None) -> None:
     """Write the next migration, NNN_NAME.py, into your migrations folder (--migrations).
 
+    Your first is numbered 100, leaving 007-099 to the migrations later
+    releases of bitloot-lite ship; the next ones follow your newest.
     With --auto it holds the DDL for what the models (bitloot-lite's and those
     of --models) declare and the migrations do not make: columns, indexes,
     tables, type and nullability changes, for PostgreSQL and SQLite, with the
@@ -349,9 +317,13 @@ def new(database: pw.Database | None, where: str, migrations_dir: str | None, na
     """
     from .. import authoring  # only `new` needs the renderer
 
-    written = authoring.new_migration(name, migrations_dir, auto=auto, models=models)
+    written = authoring.new_migration(name, migrations_dir, auto=auto, models=models,
+                                      number=number)
     if written.path is None:
         _say("no changes: the models match what the migrations make; nothing written")
+        return
+    if not auto:
+        _say(f"wrote {written.path} (empty: write its migrate() and rollback() by hand)")
         return
     _say(f"wrote {written.path} ({len(written.changes)} change(s))")
     for change in written.changes:
@@ -382,7 +354,7 @@ def lint(database: pw.Database | None, where: str, migrations_dir: str | None,
     \b
     Example:
         bitloot-lite lint --database postgresql://app@db/bitloot
-        bitloot-lite lint --offline 006_orders_note --migrations myshop/migrations
+        bitloot-lite lint --offline 100_orders_note --migrations myshop/migrations
     """
     from .. import lint as linting  # squawk's wrapper, only for this command
 

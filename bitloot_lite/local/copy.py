@@ -38,6 +38,7 @@ from .anonymize import COLUMNS as PERSONAL_COLUMNS
 from .anonymize import Anonymizer
 from .bulk import Writer, big_cache, quote, storage_errors
 from .checksum import Column, Table, hexdigest, kind_of, row_hasher
+from .identity import refuse_same
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -98,7 +99,8 @@ def copy(source: pw.Database, destination: pw.Database, *, replace: bool = False
     at or after ``since``, naive = UTC), with their items, keys, payments and
     webhook logs. ``progress(label, done, total)`` is called after each batch.
     ``migrations_dir``: the migrations that say what the levels are (default: the
-    packaged ones).
+    packaged ones). Two handles on one database (however their URLs are spelled)
+    are refused before anything is written: SameDatabase (see identity.py).
     """
     from .. import migrating  # the migration machinery, only when needed
     from ..runner import Router
@@ -108,6 +110,7 @@ def copy(source: pw.Database, destination: pw.Database, *, replace: bool = False
         raise ValidationError("orders", orders, "must be a whole number >= 0")
     if since is not None and not isinstance(since, dt.datetime):
         raise ValidationError("since", since, "must be a datetime")
+    refuse_same(source, destination)
     started = time.perf_counter()
     level = _source_level(Router(source, migrations_dir))
     migrated = _prepare_destination(destination, Router(destination, migrations_dir), level,
